@@ -1,0 +1,1 @@
+"""Ray actors: one writer per room and per agent, activated on demand by id."""

@@ -1,0 +1,58 @@
+"""Group commit: events produced while a save is in flight go into the next save together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Save = Callable[[list[Any]], Awaitable[None]]
+After = Callable[[list[Any]], Awaitable[None]]
+Reset = Callable[[], Awaitable[None]]
+log = logging.getLogger(__name__)
+
+
+class GroupCommitter:
+    """Serialises saves of one stream, batching whatever queued up behind the running save."""
+
+    def __init__(self, save: Save, after: After, reset: Reset) -> None:
+        self._save, self._after, self._reset = save, after, reset
+        self._queue: list[tuple[list[Any], asyncio.Future[None]]] = []
+        self._running = False
+
+    async def commit(self, events: list[Any]) -> None:
+        """Return once ``events`` are durable (or raise why they are not)."""
+        if not events:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((events, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                events = [e for group, _ in batch for e in group]
+                try:
+                    await self._save(events)
+                except Exception as error:  # noqa: BLE001 - every waiter must hear why
+                    # Later commands were built on the failed events: fail them and reload.
+                    waiting, self._queue = batch + self._queue, []
+                    await self._reset()
+                    for _, future in waiting:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+                try:
+                    await self._after(events)
+                except Exception:  # noqa: BLE001 - delivery is best effort; the log has them
+                    log.exception("delivering %d saved events failed", len(events))
+        finally:
+            self._running = False

@@ -1,0 +1,125 @@
+"""RoomActor: the single writer of one room's stream, and its delivery to agents and gateways."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import ray
+
+from actors import directory
+from actors.commits import GroupCommitter
+from domain.errors import Conflict, Forbidden, NotFound
+from domain.ids import agent_id, room_id
+from domain.rooms import Room
+from domain.wire import event_frame
+from infra.bus import RoomBus
+from infra.settings import Settings
+from infra.store import EventStore
+
+
+def _missing(name: str) -> str:
+    return f"room {name!r} does not exist; `salon rooms list` shows the rooms you can join"
+
+
+@ray.remote
+class RoomActor:
+    """Loads its room from the log, applies one command at a time, group-commits, fans out."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.id = room_id(name)
+        assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
+        self.store = EventStore(settings.database_url, settings.snapshot_interval)
+        self.bus = RoomBus(settings.redis_url)
+        self.room: Room | None = self._load()
+        self.committer = GroupCommitter(self._save, self._deliver, self._reload)
+
+    def _load(self) -> Room | None:
+        try:
+            return self.store.get(Room, self.id, _missing(self.name))
+        except NotFound:
+            return None
+
+    async def _save(self, events: list[Any]) -> None:
+        await asyncio.to_thread(self.store.save, events)
+
+    async def _reload(self) -> None:
+        self.room = await asyncio.to_thread(self._load)
+
+    async def _deliver(self, events: list[Any]) -> None:
+        frames = [event_frame(self.name, e) for e in events]
+        await self.bus.publish_events(self.name, frames)
+        if self.room is not None:
+            for member in self.room.agents():
+                directory.agent(member, self.settings).on_room_events.remote(self.name, frames)
+
+    def _room(self) -> Room:
+        if self.room is None:
+            raise NotFound(_missing(self.name))
+        return self.room
+
+    async def _commit(self) -> int:
+        room = self._room()
+        await self.committer.commit(room.collect_events())
+        return room.position
+
+    async def create(self, owner_id: str, topic: str = "", visibility: str = "public") -> int:
+        """Open the room; Conflict if it exists already."""
+        if self.room is not None:
+            raise Conflict(f"room {self.name!r} exists already; pick another name")
+        self.room = Room.create(self.name, owner_id, topic=topic, visibility=visibility)
+        try:
+            return await self._commit()
+        except Exception:
+            self.room = None
+            raise
+
+    async def info(self) -> dict[str, Any]:
+        """Name, topic, visibility, owner, members and head position."""
+        room = self._room()
+        return {"name": room.name, "topic": room.topic, "visibility": room.visibility,
+                "owner_id": room.owner_id, "members": dict(room.members),
+                "position": room.position, "archived": room.archived}
+
+    async def head(self) -> int:
+        """The position of the newest committed event."""
+        return self._room().position
+
+    async def enter(self, member_id: str, is_admin: bool = False) -> int:
+        """A person opens the room: checks they may see it, records them as a member once."""
+        room = self._room()
+        if not room.may_see(member_id, is_admin):
+            raise Forbidden(f"room {self.name!r} is private; ask its owner to add you")
+        if room.join(member_id, "human"):
+            return await self._commit()
+        return room.position
+
+    async def add_agent(self, agent_name: str, by: str, is_admin: bool = False) -> int:
+        """Bring an agent into the room (members and admins may)."""
+        room = self._room()
+        if by not in room.members and not is_admin:
+            raise Forbidden(f"only members of room {self.name!r} may add agents to it")
+        exists = await asyncio.to_thread(self.store.exists, agent_id(agent_name))
+        if not exists:
+            raise NotFound(f"agent {agent_name!r} does not exist; `salon agents list` shows them")
+        if room.join(agent_name, "agent"):
+            return await self._commit()
+        return room.position
+
+    async def post(self, author_id: str, text: str, reply_to: str | None = None,
+                   client_msg_id: str | None = None, request_id: str | None = None,
+                   is_admin: bool = False) -> dict[str, Any]:
+        """Post a message; a repeated ``client_msg_id``/``request_id`` answers the first post."""
+        room = self._room()
+        room.check_post(text, reply_to)
+        if author_id not in room.members and room.may_see(author_id, is_admin):
+            room.join(author_id, "human")
+        message_id, position = room.post(author_id, text, reply_to=reply_to,
+                                         client_msg_id=client_msg_id, request_id=request_id)
+        await self.committer.commit(room.collect_events())
+        return {"message_id": message_id, "position": position}
+
+    async def ping(self) -> str:
+        return "pong"

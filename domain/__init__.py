@@ -1,0 +1,1 @@
+"""Pure domain of Salon: events, aggregates, policies. No I/O lives here."""

@@ -1,0 +1,163 @@
+"""The Room aggregate: membership and the ordered message log of one conversation."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import re
+from typing import Any, Literal
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain.ids import check_name, new_id, room_id
+
+MAX_TEXT = 16_000
+MAX_TOPIC = 500
+# Idempotency keys remembered per room; older keys fall out first (deterministic, so replay agrees).
+REQUEST_MEMORY = 10_000
+MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,63})")
+
+Visibility = Literal["public", "private"]
+MemberKind = Literal["human", "agent"]
+
+
+def parse_mentions(text: str) -> list[str]:
+    """Handles addressed with ``@name`` in ``text``, lowercased, in order, without repeats."""
+    seen: list[str] = []
+    for match in MENTION.finditer(text.lower()):
+        if match.group(1) not in seen:
+            seen.append(match.group(1))
+    return seen
+
+
+class Room(Aggregate):
+    """A conversation. Its version is the room's position: gapless, strictly increasing."""
+
+    @staticmethod
+    def create_id(name: str, **_: object) -> UUID:
+        """Rooms are found by name: the stream id is derived from it."""
+        return room_id(name)
+
+    @event("RoomCreated")
+    def __init__(self, name: str, topic: str, visibility: str, owner_id: str) -> None:
+        self.name = name
+        self.topic = topic
+        self.visibility = visibility
+        self.owner_id = owner_id
+        self.members: dict[str, dict[str, str]] = {}
+        self.requests: dict[str, list[Any]] = {}
+        self.message_ids: dict[str, int] = {}
+        self.archived = False
+        self.agent_streak = 0
+
+    @classmethod
+    def create(cls, name: str, owner_id: str, topic: str = "",
+               visibility: str = "public") -> Room:
+        """Validate and open a new room owned by ``owner_id``."""
+        check_name(name, "room")
+        if visibility not in ("public", "private"):
+            raise Invalid(f"visibility must be 'public' or 'private', not {visibility!r}")
+        if len(topic) > MAX_TOPIC:
+            raise Invalid(f"a room topic has at most {MAX_TOPIC} characters, got {len(topic)}")
+        room = cls(name=name, topic=topic, visibility=visibility, owner_id=owner_id)
+        room.join(owner_id, "human", "owner")
+        return room
+
+    @property
+    def position(self) -> int:
+        """The position of the newest event in this room."""
+        return int(self.version)
+
+    def agents(self) -> list[str]:
+        """Member ids of the agents in this room."""
+        return [m for m, info in self.members.items() if info["kind"] == "agent"]
+
+    def may_see(self, member_id: str, is_admin: bool = False) -> bool:
+        """Whether ``member_id`` may read this room."""
+        return is_admin or self.visibility == "public" or member_id in self.members
+
+    def join(self, member_id: str, kind: str, role: str = "member") -> bool:
+        """Add a member; returns False when already a member (nothing is recorded)."""
+        if kind not in ("human", "agent"):
+            raise Invalid(f"a member is 'human' or 'agent', not {kind!r}")
+        if member_id in self.members:
+            return False
+        self._member_joined(member_id=member_id, member_kind=kind, role=role)
+        return True
+
+    # ``member_kind`` rather than the catalogue's ``kind``: every wire event's ``kind`` names
+    # the event itself, and a field of the same name would hide it.
+    @event("MemberJoined")
+    def _member_joined(self, member_id: str, member_kind: str, role: str) -> None:
+        self.members[member_id] = {"kind": member_kind, "role": role}
+
+    def leave(self, member_id: str) -> None:
+        """Remove a member."""
+        if member_id not in self.members:
+            raise NotFound(f"{member_id} is not a member of room {self.name!r}")
+        self._member_left(member_id=member_id)
+
+    @event("MemberLeft")
+    def _member_left(self, member_id: str) -> None:
+        self.members.pop(member_id, None)
+
+    def post(self, author_id: str, text: str, reply_to: str | None = None,
+             client_msg_id: str | None = None, request_id: str | None = None) -> tuple[str, int]:
+        """Post a message; returns (message_id, position). A repeated request posts once."""
+        if author_id not in self.members:
+            raise Forbidden(f"{author_id} is not a member of room {self.name!r}; join it first")
+        self.check_post(text, reply_to)
+        key = client_msg_id if client_msg_id is not None else request_id
+        if key is not None:
+            earlier = self.requests.get(f"{author_id}\x1f{key}")
+            if earlier is not None:
+                return str(earlier[0]), int(earlier[1])
+        message_id = new_id()
+        author_kind = self.members[author_id]["kind"]
+        streak = self.agent_streak + 1 if author_kind == "agent" else 0
+        self._message_posted(message_id=message_id, author_id=author_id, text=text,
+                             reply_to=reply_to, mentions=parse_mentions(text),
+                             client_msg_id=client_msg_id, request_id=request_id,
+                             author_kind=author_kind, agent_streak=streak)
+        return message_id, self.position
+
+    def check_post(self, text: str, reply_to: str | None = None) -> None:
+        """Raise why a message could not be posted here, whoever the author."""
+        if self.archived:
+            raise Conflict(f"room {self.name!r} is archived; nothing more can be posted")
+        if not isinstance(text, str) or not text.strip():
+            raise Invalid("a message needs text")
+        if len(text) > MAX_TEXT:
+            raise Invalid(f"a message has at most {MAX_TEXT} characters, got {len(text)}")
+        if reply_to is not None and reply_to not in self.message_ids:
+            raise NotFound(f"message {reply_to!r} is not in room {self.name!r}")
+
+    @event("MessagePosted")
+    def _message_posted(self, message_id: str, author_id: str, text: str, reply_to: str | None,
+                        mentions: list[str], client_msg_id: str | None,
+                        request_id: str | None, author_kind: str = "human",
+                        agent_streak: int = 0) -> None:
+        self.agent_streak = agent_streak
+        # Handlers run before the version moves on: this event's position is version + 1.
+        position = self.version + 1
+        self.message_ids[message_id] = position
+        key = client_msg_id if client_msg_id is not None else request_id
+        if key is not None:
+            self.requests[f"{author_id}\x1f{key}"] = [message_id, position]
+            while len(self.requests) > REQUEST_MEMORY:
+                del self.requests[next(iter(self.requests))]
+
+    def archive(self) -> None:
+        """Close the room to new messages."""
+        if not self.archived:
+            self._archived()
+
+    @event("RoomArchived")
+    def _archived(self) -> None:
+        self.archived = True
+
+
+def check_room_name(name: str) -> str:
+    """Validate a room name (re-exported for edges that only need the check)."""
+    return check_name(name, "room")

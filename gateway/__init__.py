@@ -1,0 +1,1 @@
+"""The WebSocket gateway of protocol v1 and the web page."""

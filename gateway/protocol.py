@@ -1,0 +1,196 @@
+"""Protocol v1 frames: parse a text frame into a typed request, or say precisely what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
+
+from domain.errors import Invalid, SalonError
+from domain.ids import NAME_PATTERN
+from domain.rooms import MAX_TEXT, MAX_TOPIC
+from domain.wire import encode
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN.pattern)]
+RequestId = str | int | None
+Short = Annotated[str, StringConstraints(max_length=4_000)]
+
+
+class Frame(BaseModel, extra="forbid"):
+    id: RequestId = None
+
+
+class Hello(Frame):
+    type: Literal["hello"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class Join(Frame):
+    type: Literal["join"]
+    room: Name
+    since: Annotated[int, Field(ge=0, strict=True)] | None = None
+
+
+class Leave(Frame):
+    type: Literal["leave"]
+    room: Name
+
+
+class Say(Frame):
+    type: Literal["say"]
+    room: Name
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+    reply_to: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class Invoke(Frame):
+    type: Literal["invoke"]
+    room: Name
+    agent: Name
+    prompt: Annotated[str, StringConstraints(max_length=MAX_TEXT)] | None = None
+
+
+class Feedback(Frame):
+    type: Literal["feedback"]
+    room: Name
+    message_id: str
+    rating: Literal[-1, 1]
+    comment: Short | None = None
+
+
+class Command(Frame):
+    type: Literal["command"]
+    agent: Name
+    command: Literal["pause", "resume", "stop"]
+
+
+class History(Frame):
+    type: Literal["history"]
+    room: Name
+    before: Annotated[int, Field(ge=1, strict=True)] | None = None
+    limit: Annotated[int, Field(ge=1, le=500, strict=True)] | None = None
+
+
+class Fork(Frame):
+    type: Literal["fork"]
+    room: Name
+    at: Annotated[int, Field(ge=1, strict=True)]
+    name: Name | None = None
+
+
+# Extensions of v1 (new frame types only): what the CLI and the web page need to manage things.
+class ListRooms(Frame):
+    type: Literal["list_rooms"]
+
+
+class CreateRoom(Frame):
+    type: Literal["create_room"]
+    name: Name
+    topic: Annotated[str, StringConstraints(max_length=MAX_TOPIC)] = ""
+    visibility: Literal["public", "private"] = "public"
+
+
+class ListAgents(Frame):
+    type: Literal["list_agents"]
+
+
+class CreateAgent(Frame):
+    type: Literal["create_agent"]
+    definition: dict[str, Any]
+
+
+class AddAgent(Frame):
+    type: Literal["add_agent"]
+    room: Name
+    agent: Name
+
+
+class CreateToken(Frame):
+    type: Literal["create_token"]
+    user: Name
+    role: Literal["admin", "member"] = "member"
+
+
+class Whoami(Frame):
+    type: Literal["whoami"]
+
+
+Request = Annotated[
+    Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
+    | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami,
+    Field(discriminator="type"),
+]
+_REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
+TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "history", "fork",
+         "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
+         "whoami")
+
+
+def request_id_of(raw: Any) -> RequestId:
+    """The ``id`` of a frame, if it carries a usable one, so even errors can be correlated."""
+    if isinstance(raw, dict):
+        value = raw.get("id")
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and len(str(value)) <= 128:
+            return value
+    return None
+
+
+def parse(text: str | bytes) -> tuple[Any, RequestId]:
+    """(typed request, its id) from one frame, or raise Invalid with the frame's id."""
+    if isinstance(text, bytes):
+        raise Invalid("frames are JSON text frames, not binary")
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise Invalid(f"a frame must be JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise Invalid("a frame must be a JSON object")
+    kind = raw.get("type")
+    if kind not in TYPES:
+        raise FrameInvalid(f"unknown frame type {kind!r}; expected one of {', '.join(TYPES)}",
+                           request_id_of(raw))
+    try:
+        return _REQUEST.validate_python(raw), request_id_of(raw)
+    except ValidationError as error:
+        raise FrameInvalid(describe(error), request_id_of(raw)) from None
+
+
+class FrameInvalid(Invalid):
+    """An invalid frame whose ``id`` is known."""
+
+    def __init__(self, message: str, request_id: RequestId = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.message, self.request_id))
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem: where it is and what is wrong."""
+    problems = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"][1:]) or "frame"
+        message = item["msg"]
+        if item["type"] == "string_too_long":
+            limit = (item.get("ctx") or {}).get("max_length")
+            message = f"too long (at most {limit} characters)"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def describe_plain(error: ValidationError) -> str:
+    """Like ``describe`` for a model validated on its own (no union tag in the path)."""
+    return "; ".join(f"{'.'.join(str(x) for x in item['loc']) or 'value'}: {item['msg']}"
+                     for item in error.errors()[:5])
+
+
+def ok(request_id: RequestId, result: dict[str, Any]) -> str:
+    return encode({"type": "ok", "id": request_id, "result": result})
+
+
+def error(request_id: RequestId, failure: SalonError) -> str:
+    return encode({"type": "error", "id": request_id, "code": failure.code,
+                   "message": failure.message})

@@ -1,0 +1,70 @@
+"""The gateway server: protocol v1 at ``/v1/ws``, the web page at ``/``, health at ``/healthz``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from importlib import resources
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from gateway.auth import Accounts
+from gateway.feed import RoomFeed
+from gateway.sessions import Session
+from infra.settings import Settings
+from infra.store import EventStore
+
+log = logging.getLogger(__name__)
+WS_PATH = "/v1/ws"
+
+
+def page() -> str:
+    """The web client."""
+    return resources.files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+class Gateway:
+    """Serves WebSocket clients of one Salon installation."""
+
+    def __init__(self, settings: Settings, store: EventStore, accounts: Accounts) -> None:
+        assert settings.redis_url, "the gateway needs a resolved Redis URL"
+        self.settings = settings
+        self.store = store
+        self.accounts = accounts
+        self.feed = RoomFeed(settings.redis_url)
+        self.server: Server | None = None
+        self.html = page()
+
+    async def start(self, host: str, port: int) -> int:
+        """Start listening; returns the bound port."""
+        await self.feed.start()
+        self.server = await serve(self._connection, host, port,
+                                  process_request=self._http,
+                                  max_size=self.settings.max_frame_bytes,
+                                  compression=None, ping_interval=20, ping_timeout=60)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WS_PATH:
+            return None
+        if path in ("/", "/index.html"):
+            response = connection.respond(HTTPStatus.OK, self.html)
+            response.headers["Content-Type"] = "text/html; charset=utf-8"
+            return response
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        return connection.respond(HTTPStatus.NOT_FOUND, f"nothing at {path}; "
+                                  f"the WebSocket is at {WS_PATH}\n")
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        await Session(ws, self.settings, self.store, self.accounts, self.feed).run()
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        await self.feed.stop()
+

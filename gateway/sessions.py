@@ -1,0 +1,224 @@
+"""One WebSocket connection: authenticate, then turn each request frame into one action."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from ray.exceptions import RayActorError, RayTaskError
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from actors import directory
+from domain.agents import AgentDefinition
+from domain.errors import Forbidden, Invalid, NotFound, SalonError, Unauthenticated, Unavailable
+from domain.ids import agent_id, new_id, room_id
+from domain.wire import event_frame
+from gateway import protocol as p
+from gateway.auth import Accounts, Principal
+from gateway.feed import RoomFeed
+from gateway.subscriptions import Subscription
+from infra.settings import Settings
+from infra.store import EventStore
+from projections import catalogue
+
+log = logging.getLogger(__name__)
+HISTORY_LIMIT = 100
+
+
+async def call(ref: Any) -> Any:
+    """Await an actor call, surfacing Salon errors as themselves and Ray failures as Unavailable."""
+    try:
+        return await ref
+    except RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, SalonError):
+            raise cause from None
+        if isinstance(error, SalonError):
+            raise SalonError(str(error)) from None
+        log.error("actor call failed: %s", error)
+        raise Unavailable("the service failed while handling this request; try again") from None
+    except RayActorError:
+        raise Unavailable("the actor for this request is restarting; try again") from None
+
+
+class Session:
+    """Request handling for one connection. Frames are handled in the order they arrive."""
+
+    def __init__(self, ws: ServerConnection, settings: Settings, store: EventStore,
+                 accounts: Accounts, feed: RoomFeed) -> None:
+        self.ws, self.settings, self.store, self.accounts, self.feed = (
+            ws, settings, store, accounts, feed)
+        self.user: Principal | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+
+    async def run(self) -> None:
+        try:
+            async for text in self.ws:
+                await self.handle(text)
+        except ConnectionClosed:
+            pass
+        finally:
+            for room in list(self.subscriptions):
+                await self._unfollow(room)
+
+    async def handle(self, text: str | bytes) -> None:
+        request_id: p.RequestId = None
+        try:
+            request, request_id = p.parse(text)
+            if isinstance(request, p.Hello):
+                await self.hello(request)
+                return
+            if self.user is None:
+                raise Unauthenticated("send a hello frame with your token first")
+            result = await getattr(self, f"do_{request.type}")(request, self.user)
+            if result is not None:
+                await self.ws.send(p.ok(request_id, result))
+        except p.FrameInvalid as failure:
+            await self.ws.send(p.error(failure.request_id, failure))
+        except SalonError as failure:
+            await self.ws.send(p.error(request_id, failure))
+        except ConnectionClosed:
+            raise
+        except Exception:  # noqa: BLE001 - one bad request must not end the connection
+            log.exception("request failed")
+            await self.ws.send(p.error(request_id, Unavailable("internal error; see server log")))
+
+    async def hello(self, request: p.Hello) -> None:
+        try:
+            self.user = await asyncio.to_thread(self.accounts.authenticate, request.token)
+        except Unauthenticated as failure:
+            await self.ws.send(p.error(request.id, failure))
+            await self.ws.close(4401, "unauthenticated")
+            return
+        await self.ws.send(p.ok(request.id, {"user": self.user.name, "role": self.user.role}))
+
+    # -- rooms --------------------------------------------------------------------------
+
+    async def _room(self, name: str) -> Any:
+        if not await asyncio.to_thread(self.store.exists, room_id(name)):
+            raise NotFound(f"room {name!r} does not exist; `salon rooms list` shows the rooms "
+                           "you can join")
+        return directory.room(name, self.settings)
+
+    async def _visible_room(self, name: str, user: Principal) -> tuple[Any, dict[str, Any]]:
+        actor = await self._room(name)
+        info = await call(actor.info.remote())
+        if info["visibility"] != "public" and user.name not in info["members"] \
+                and not user.is_admin:
+            raise Forbidden(f"room {name!r} is private; ask its owner to add you")
+        return actor, info
+
+    async def do_join(self, request: p.Join, user: Principal) -> None:
+        actor = await self._room(request.room)
+        await self._unfollow(request.room)
+        subscription = Subscription(request.room, self.store, self.ws.send)
+        # Follow before reading the head, so nothing published after the head is missed.
+        await self.feed.follow(request.room, subscription.on_frame)
+        self.subscriptions[request.room] = subscription
+        try:
+            head = await call(actor.enter.remote(user.name, user.is_admin))
+            if request.since is not None and request.since > head:
+                raise Invalid(f"since={request.since} is past the room's head {head}")
+        except BaseException:
+            await self._unfollow(request.room)
+            raise
+        await self.ws.send(p.ok(request.id, {"room": request.room, "position": head}))
+        subscription.start(request.since, head)
+
+    async def _unfollow(self, room: str) -> None:
+        subscription = self.subscriptions.pop(room, None)
+        if subscription is not None:
+            await self.feed.unfollow(room, subscription.on_frame)
+            await subscription.stop()
+
+    async def do_leave(self, request: p.Leave, user: Principal) -> dict[str, Any]:
+        await self._unfollow(request.room)
+        return {"room": request.room}
+
+    async def do_say(self, request: p.Say, user: Principal) -> dict[str, Any]:
+        actor = await self._room(request.room)
+        # A request id of our own makes Ray's retry after an actor crash post at most once.
+        posted: dict[str, Any] = await call(actor.post.remote(
+            user.name, request.text, reply_to=request.reply_to,
+            client_msg_id=request.client_msg_id, request_id=new_id(), is_admin=user.is_admin))
+        return posted
+
+    async def do_history(self, request: p.History, user: Principal) -> dict[str, Any]:
+        await self._visible_room(request.room, user)
+        up_to = None if request.before is None else request.before - 1
+        limit = request.limit or HISTORY_LIMIT
+        events = [] if up_to == 0 else await asyncio.to_thread(
+            self.store.events, room_id(request.room), 0, up_to, limit, True)
+        return {"events": [event_frame(request.room, e) for e in events]}
+
+    async def do_list_rooms(self, request: p.ListRooms, user: Principal) -> dict[str, Any]:
+        rooms = await asyncio.to_thread(catalogue.rooms, self.store)
+        visible = [r for r in rooms if r["visibility"] == "public" or r["owner_id"] == user.name
+                   or user.is_admin]
+        return {"rooms": visible}
+
+    async def do_create_room(self, request: p.CreateRoom, user: Principal) -> dict[str, Any]:
+        actor = directory.room(request.name, self.settings)
+        position = await call(actor.create.remote(user.name, request.topic, request.visibility))
+        return {"room": request.name, "position": position}
+
+    # -- agents -------------------------------------------------------------------------
+
+    async def _agent(self, name: str) -> Any:
+        if not await asyncio.to_thread(self.store.exists, agent_id(name)):
+            raise NotFound(f"agent {name!r} does not exist; `salon agents list` shows them")
+        return directory.agent(name, self.settings)
+
+    async def do_list_agents(self, request: p.ListAgents, user: Principal) -> dict[str, Any]:
+        return {"agents": await asyncio.to_thread(catalogue.agents, self.store)}
+
+    async def do_create_agent(self, request: p.CreateAgent, user: Principal) -> dict[str, Any]:
+        try:
+            definition = AgentDefinition.model_validate(request.definition)
+        except ValidationError as error:
+            raise Invalid(f"agent definition: {p.describe_plain(error)}") from None
+        actor = directory.agent(definition.name, self.settings)
+        info: dict[str, Any] = await call(actor.define.remote(definition.model_dump()))
+        return info
+
+    async def do_add_agent(self, request: p.AddAgent, user: Principal) -> dict[str, Any]:
+        await self._agent(request.agent)
+        actor = await self._room(request.room)
+        position = await call(actor.add_agent.remote(request.agent, user.name, user.is_admin))
+        return {"room": request.room, "agent": request.agent, "position": position}
+
+    async def do_invoke(self, request: p.Invoke, user: Principal) -> dict[str, Any]:
+        _, info = await self._visible_room(request.room, user)
+        member = info["members"].get(request.agent)
+        if member is None or member["kind"] != "agent":
+            raise NotFound(f"agent {request.agent!r} is not in room {request.room!r}; "
+                           "add it first")
+        agent = await self._agent(request.agent)
+        turn: dict[str, Any] = await call(agent.invoke.remote(request.room, user.name,
+                                                               request.prompt))
+        return turn
+
+    # -- accounts -----------------------------------------------------------------------
+
+    async def do_create_token(self, request: p.CreateToken, user: Principal) -> dict[str, Any]:
+        if not user.is_admin:
+            raise Forbidden("only admins create tokens")
+        token = await asyncio.to_thread(self.accounts.issue_token, request.user, request.role)
+        return {"user": request.user, "token": token}
+
+    async def do_whoami(self, request: p.Whoami, user: Principal) -> dict[str, Any]:
+        return {"user": user.name, "role": user.role}
+
+    # -- parts of v1 that later issues build --------------------------------------------
+
+    async def do_feedback(self, request: p.Feedback, user: Principal) -> None:
+        raise Unavailable("feedback is not built yet (agents issue)")
+
+    async def do_command(self, request: p.Command, user: Principal) -> None:
+        raise Unavailable("agent commands (pause/resume/stop) are not built yet (agents issue)")
+
+    async def do_fork(self, request: p.Fork, user: Principal) -> None:
+        raise Unavailable("fork is not built yet (replay and fork issue)")

@@ -1,0 +1,30 @@
+"""All configuration in one object, read from ``SALON_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Salon's settings. Unset server URLs mean: start an embedded server under ``home``."""
+
+    model_config = SettingsConfigDict(env_prefix="SALON_", extra="ignore")
+
+    home: Path = Field(default=Path(".salon"), description="where embedded servers keep data")
+    database_url: str | None = Field(default=None, description="external PostgreSQL URL")
+    redis_url: str | None = Field(default=None, description="external Redis/Valkey URL")
+    ray_address: str | None = Field(default=None, description="external Ray cluster address")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    namespace: str = Field(default="salon", description="Ray namespace of the actors")
+    snapshot_interval: int = Field(default=100, ge=2)
+    demo: bool = Field(default=True, description="open a demo room with two agents on `up`")
+    max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    def resolved(self, database_url: str, redis_url: str) -> Settings:
+        """A copy pointing at the servers actually running, for handing to actors."""
+        return self.model_copy(update={"database_url": database_url, "redis_url": redis_url,
+                                       "home": self.home.resolve()})

@@ -1,0 +1,111 @@
+"""The event store: eventsourcing 9.5 on PostgreSQL, with snapshots and range reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+from psycopg.conninfo import conninfo_to_dict
+
+from domain.errors import Conflict, NotFound
+
+A = TypeVar("A", bound=Aggregate)
+
+
+def postgres_env(database_url: str) -> dict[str, str]:
+    """eventsourcing's POSTGRES_* settings for a libpq URL (TCP or Unix socket)."""
+    parts = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(parts.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(parts.get("host") or "localhost"),
+        "POSTGRES_PORT": str(parts.get("port") or "5432"),
+        "POSTGRES_USER": str(parts.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(parts.get("password") or ""),
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": "4",
+        "POSTGRES_CONN_MAX_AGE": "600",
+        "POSTGRES_PRE_PING": "y",
+    }
+
+
+class Salon(Application[UUID]):
+    """The one eventsourcing application all Salon streams live in."""
+
+    name = "Salon"
+    is_snapshotting_enabled = True
+
+
+class EventStore:
+    """Loads and saves aggregates; reads ranges of a stream. Blocking: call from a thread."""
+
+    def __init__(self, database_url: str, snapshot_interval: int = 100) -> None:
+        self.app = Salon(env=postgres_env(database_url))
+        self.snapshot_interval = snapshot_interval
+        self.table = f"{Salon.name.lower()}_events"
+
+    def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
+        """The aggregate rebuilt from its latest snapshot and later events, or NotFound."""
+        try:
+            aggregate = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(what) from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(what)
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether any event was recorded for ``aggregate_id``."""
+        return bool(self.app.recorder.select_events(aggregate_id, desc=True, limit=1))
+
+    def save(self, events: list[Any]) -> None:
+        """Append events atomically; a stale version raises Conflict. Snapshots every N events."""
+        if not events:
+            return
+        try:
+            self.app.save(*events)
+        except IntegrityError as error:
+            raise Conflict(f"the stream moved on while saving: {error}") from None
+        for aggregate_id, first, last in _spans(events):
+            if first // self.snapshot_interval != last // self.snapshot_interval or \
+                    last % self.snapshot_interval == 0:
+                self.app.take_snapshot(aggregate_id, version=last)
+
+    def events(self, aggregate_id: UUID, after: int = 0, up_to: int | None = None,
+               limit: int | None = None, newest: bool = False) -> list[Any]:
+        """Domain events of one stream with ``after < version <= up_to``, oldest first."""
+        found = self.app.events.get(aggregate_id, gt=after or None, lte=up_to, desc=newest,
+                                    limit=limit)
+        listed = list(found)
+        if newest:
+            listed.reverse()
+        return listed
+
+    def states_of(self, event_class: type[Any]) -> list[tuple[UUID, int, dict[str, Any]]]:
+        """(stream id, version, decoded state) of every recorded event of one class."""
+        sql = f"SELECT originator_id, originator_version, state FROM {self.table} " \
+              "WHERE topic = %s ORDER BY notification_id"
+        datastore = getattr(self.app.recorder, "datastore")
+        with datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, (get_topic(event_class),))
+            rows = cursor.fetchall()
+        return [(row["originator_id"], row["originator_version"],
+                 json.loads(bytes(row["state"]))) for row in rows]
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.app.close()
+
+
+def _spans(events: list[Any]) -> list[tuple[UUID, int, int]]:
+    spans: dict[UUID, list[int]] = {}
+    for e in events:
+        version = int(e.originator_version)
+        span = spans.setdefault(e.originator_id, [version - 1, version])
+        span[1] = max(span[1], version)
+    return [(k, v[0], v[1]) for k, v in spans.items()]

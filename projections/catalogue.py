@@ -1,0 +1,37 @@
+"""The catalogue of rooms and agents, read from the event log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.agents import Agent
+from domain.rooms import Room
+from infra.store import EventStore
+
+
+def rooms(store: EventStore) -> list[dict[str, Any]]:
+    """Every room ever created: name, topic, visibility, owner, created_at."""
+    found = []
+    for _, _, state in store.states_of(Room.RoomCreated):
+        found.append({"name": state["name"], "topic": state["topic"],
+                      "visibility": state["visibility"], "owner_id": state["owner_id"],
+                      "created_at": _time(state.get("timestamp"))})
+    return sorted(found, key=lambda r: r["name"])
+
+
+def agents(store: EventStore) -> list[dict[str, Any]]:
+    """Every agent defined: name, provider, model, role."""
+    found = []
+    for _, _, state in store.states_of(Agent.AgentDefined):
+        definition = state["definition"]
+        found.append({"name": definition["name"], "provider": definition.get("provider"),
+                      "model": definition.get("model"), "role": definition.get("role"),
+                      "created_at": _time(state.get("timestamp"))})
+    return sorted(found, key=lambda a: a["name"])
+
+
+def _time(value: Any) -> Any:
+    # The store's JSON transcoder wraps datetimes as {"_type_": ..., "_data_": iso}.
+    if isinstance(value, dict) and "_data_" in value:
+        return value["_data_"]
+    return value
