@@ -1,0 +1,205 @@
+"""The ``salon`` command line."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from domain.errors import SalonError
+from infra.settings import Settings
+from salon.client import SalonClient, find_installation
+
+
+def fail(error: SalonError) -> NoReturn:
+    click.echo(f"error: {error.message}", err=True)
+    sys.exit(error.exit_status)
+
+
+def call(frame: dict[str, Any]) -> dict[str, Any]:
+    """Send one request to the running Salon; exit with the error's status if it fails."""
+    try:
+        url, token = find_installation(Settings().home.resolve())
+        with SalonClient(url, token) as client:
+            return client.request(frame)
+    except SalonError as error:
+        fail(error)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        click.echo("  ".join(str(row.get(c) or "").ljust(widths[c]) for c in columns))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Salon: rooms where humans and AI agents chat, on an append-only event log.
+
+    `salon up` runs everything; the other commands talk to the running Salon found through
+    SALON_HOME (default ./.salon), or to SALON_URL with SALON_TOKEN.
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help="interface to listen on (SALON_HOST, 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port to listen on (SALON_PORT, 8765)")
+@click.option("--no-demo", is_flag=True, help="do not open the demo room with two agents")
+def up(host: str | None, port: int | None, no_demo: bool) -> None:
+    """Start PostgreSQL, Valkey, Ray and the gateway; print the login URL; run until stopped."""
+    from salon.platform import Platform
+
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    if no_demo:
+        updates["demo"] = False
+    settings = Settings().model_copy(update=updates)
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    lock = (home / "salon.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        running = home / "run.json"
+        where = json.loads(running.read_text()) if running.exists() else {}
+        click.echo(f"error: Salon is already running on {home} (pid {where.get('pid', '?')}, "
+                   f"{where.get('url', 'starting')}); stop it first or set SALON_HOME "
+                   "to another folder", err=True)
+        sys.exit(1)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    platform = Platform(settings)
+    try:
+        click.echo(f"starting Salon in {home} …")
+        running = platform.start()
+        platform.write_runfile()
+        click.echo(f"Salon is up: {running.http_url}")
+        click.echo(f"log in as admin: {running.login_url}")
+        click.echo(f"WebSocket: {running.ws_url}   (Ctrl-C stops)", nl=True)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+        click.echo("stopping Salon …")
+    finally:
+        platform.stop()
+        lock.close()
+    click.echo("Salon stopped.")
+
+
+@main.group()
+def rooms() -> None:
+    """Create and list rooms."""
+
+
+@rooms.command("create")
+@click.argument("name")
+@click.option("--topic", default="", help="what the room is about")
+@click.option("--private", is_flag=True, help="only members (and admins) may see it")
+def rooms_create(name: str, topic: str, private: bool) -> None:
+    """Create room NAME (lowercase letters, digits, '-', '_')."""
+    result = call({"type": "create_room", "name": name, "topic": topic,
+                   "visibility": "private" if private else "public"})
+    click.echo(f"created room {result['room']}")
+
+
+@rooms.command("list")
+def rooms_list() -> None:
+    """List the rooms you can see."""
+    table(call({"type": "list_rooms"})["rooms"], ["name", "visibility", "owner_id", "topic"])
+
+
+@main.group()
+def agents() -> None:
+    """Create and list agents."""
+
+
+@agents.command("create")
+@click.argument("name")
+@click.option("--role", default=None, help="who the agent is, e.g. 'a patient tutor'")
+@click.option("--persona", default=None, help="more about its character and style")
+@click.option("--provider", default="scripted", show_default=True,
+              help="model provider (only 'scripted' is built so far)")
+@click.option("--model", default=None, help="model name")
+@click.option("--opening-line", default=None, help="what it says when it joins a room")
+@click.option("--script", "script", multiple=True,
+              help="a scripted reply ({author}, {text}, {agent} are filled in); repeatable")
+@click.option("--room", "rooms_", multiple=True, help="add the agent to this room; repeatable")
+def agents_create(name: str, role: str | None, persona: str | None, provider: str,
+                  model: str | None, opening_line: str | None, script: tuple[str, ...],
+                  rooms_: tuple[str, ...]) -> None:
+    """Create agent NAME, optionally adding it to rooms."""
+    definition: dict[str, Any] = {"name": name, "provider": provider}
+    for key, value in (("role", role), ("persona", persona), ("model", model),
+                       ("opening_line", opening_line)):
+        if value is not None:
+            definition[key] = value
+    if script:
+        definition["script"] = list(script)
+    call({"type": "create_agent", "definition": definition})
+    click.echo(f"created agent {name}")
+    for room in rooms_:
+        call({"type": "add_agent", "room": room, "agent": name})
+        click.echo(f"added {name} to {room}")
+
+
+@agents.command("list")
+def agents_list() -> None:
+    """List the agents."""
+    table(call({"type": "list_agents"})["agents"], ["name", "provider", "model", "role"])
+
+
+@agents.command("add")
+@click.argument("agent")
+@click.argument("room")
+def agents_add(agent: str, room: str) -> None:
+    """Add AGENT to ROOM."""
+    call({"type": "add_agent", "room": room, "agent": agent})
+    click.echo(f"added {agent} to {room}")
+
+
+@main.command()
+@click.argument("room")
+@click.argument("text")
+@click.option("--reply-to", default=None, help="id of the message this answers")
+def say(room: str, text: str, reply_to: str | None) -> None:
+    """Post TEXT in ROOM as the token's user; prints the new position."""
+    frame: dict[str, Any] = {"type": "say", "room": room, "text": text}
+    if reply_to:
+        frame["reply_to"] = reply_to
+    result = call(frame)
+    click.echo(f"posted {result['message_id']} at position {result['position']}")
+
+
+@main.group()
+def token() -> None:
+    """Issue login tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="make NAME an admin (when the user is new)")
+def token_create(name: str, admin: bool) -> None:
+    """Issue a token for user NAME (registering the user if new); admins only."""
+    result = call({"type": "create_token", "user": name, "role": "admin" if admin else "member"})
+    click.echo(result["token"])
+
+
+if __name__ == "__main__":
+    main()
