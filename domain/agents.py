@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from typing import Annotated, Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -62,7 +61,7 @@ class Agent(Aggregate):
         self.name = str(definition["name"])
         self.status = "active"
         self.turns: dict[str, dict[str, Any]] = {}
-        # Newest room position each room's triggers were taken at, so redelivery never repeats a turn.
+        # Newest room position whose triggers were taken, so redelivery never repeats a turn.
         self.handled: dict[str, int] = {}
         self.turn_count = 0
 

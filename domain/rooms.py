@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import re
 from typing import Any, Literal
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 

@@ -42,7 +42,8 @@ def triggers_for(agent: str, opening_line: str | None, room: str, frames: list[d
         if kind == "message_posted" and body.get("author_id") != agent \
                 and agent in body.get("mentions", []) \
                 and int(body.get("agent_streak", 0)) < max_agent_streak:
-            found.append(Trigger("mention", room, position, body.get("author_id"), body.get("text")))
+            found.append(Trigger("mention", room, position, body.get("author_id"),
+                                 body.get("text")))
         elif kind == "member_joined" and body.get("member_id") == agent and opening_line:
             found.append(Trigger("joined", room, position, None))
     return found

@@ -32,7 +32,7 @@ def _plain(value: Any) -> Any:
 
 def event_body(event: object) -> dict[str, Any]:
     """The ``event`` object of a protocol frame: kind, time, then the event's own fields."""
-    body: dict[str, Any] = {"kind": kind_of(event), "at": _plain(getattr(event, "timestamp"))}
+    body: dict[str, Any] = {"kind": kind_of(event), "at": _plain(event.timestamp)}
     for key, value in vars(event).items():
         if key not in _HIDDEN:
             body[key] = _plain(value)
@@ -41,7 +41,7 @@ def event_body(event: object) -> dict[str, Any]:
 
 def event_frame(room: str, event: object) -> dict[str, Any]:
     """A whole ``event`` frame for ``room``."""
-    return {"type": "event", "room": room, "position": int(getattr(event, "originator_version")),
+    return {"type": "event", "room": room, "position": int(event.originator_version),
             "event": event_body(event)}
 
 

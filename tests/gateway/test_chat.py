@@ -162,9 +162,9 @@ async def test_malformed_frames_get_invalid_keep_the_connection_and_append_nothi
         json.dumps({"type": "say", "room": name, "text": "x" * 2_000_000}),
         json.dumps({"type": "join", "room": name, "since": "zero"}),
     ]
-    for frame in bad:
+    for count, frame in enumerate(bad, start=1):
         await client.ws.send(frame)
-        await client.wait_for(lambda c: len(c.unmatched) == bad.index(frame) + 1,
+        await client.wait_for(lambda c, n=count: len(c.unmatched) == n,
                               f"an answer to {frame[:40]!r}")
         answer = client.unmatched[-1]
         assert answer["type"] == "error" and answer["code"] == "invalid", answer
