@@ -51,6 +51,7 @@ class Gateway:
             return None
         if path in ("/", "/index.html"):
             response = connection.respond(HTTPStatus.OK, self.html)
+            del response.headers["Content-Type"]
             response.headers["Content-Type"] = "text/html; charset=utf-8"
             return response
         if path == "/healthz":
