@@ -18,7 +18,7 @@ from domain.turns import Trigger, triggers_for
 from domain.wire import kind_of
 from infra.bus import RoomBus
 from infra.llm import ChatMessage, ModelRequest, provider_for
-from infra.llm.base import estimate_tokens
+from infra.llm.base import Completion
 from infra.settings import Settings
 from infra.store import EventStore
 from memory.context import ContextMessage, last_n
@@ -155,21 +155,28 @@ class AgentActor:
         request = ModelRequest(model=spec.model, system=spec.system_prompt(), messages=messages)
         provider = provider_for(spec)
         started = time.perf_counter()
-        parts: list[str] = []
-        async for delta in provider.stream(request):
-            parts.append(delta)
-            await self.bus.publish_ephemeral(trigger.room, "agent_token", agent=self.name,
-                                             turn_id=turn_id, delta=delta)
-        text = "".join(parts)
+        completion: Completion | None = None
+        async for item in provider.stream(request):
+            if isinstance(item, Completion):
+                completion = item
+            else:
+                await self.bus.publish_ephemeral(trigger.room, "agent_token", agent=self.name,
+                                                 turn_id=turn_id, delta=item.text)
+        if completion is None:
+            raise SalonError(f"provider {provider.name!r} ended its stream without a reply")
+        text = completion.text
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         prompt = request.model_dump_json()
         agent.record_model_call(
-            turn_id, provider.name, spec.model,
+            turn_id, completion.provider, completion.model,
             context={"room": trigger.room, "positions": [m.position for m in context],
                      "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()},
-            output={"text": text, "tool_calls": []},
-            input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text),
-            cost_usd=0.0, latency_ms=latency_ms)
+            output={"text": text,
+                    "tool_calls": [c.model_dump() for c in completion.tool_calls]},
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cost_usd=completion.cost_usd, latency_ms=latency_ms,
+            fallback_from=completion.fallback_from)
         await self._save()
         if not text.strip():
             raise SalonError(f"model {spec.model!r} returned an empty reply")

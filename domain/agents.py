@@ -24,6 +24,13 @@ class AgentDefinition(BaseModel):
     persona: Text = ""
     provider: str = "scripted"
     model: str = "scripted-echo"
+    # Backups tried in order when the primary fails, each "provider:model".
+    fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=list, max_length=5)
+    # For OpenAI-compatible endpoints and self-hosted servers.
+    base_url: Annotated[str, StringConstraints(max_length=500)] | None = None
+    # A secret reference: the name of the environment variable holding the key, never the key.
+    api_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] | None = None
     opening_line: Text | None = None
     # Replies of the scripted provider, used in turn; {author}, {text} and {agent} are filled in.
     script: list[Text] = Field(default_factory=list, max_length=100)

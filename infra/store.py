@@ -90,7 +90,7 @@ class EventStore:
         """(stream id, version, decoded state) of every recorded event of one class."""
         sql = f"SELECT originator_id, originator_version, state FROM {self.table} " \
               "WHERE topic = %s ORDER BY notification_id"
-        datastore = getattr(self.app.recorder, "datastore")
+        datastore = self.app.recorder.datastore
         with datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(sql, (get_topic(event_class),))
             rows = cursor.fetchall()

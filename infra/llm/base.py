@@ -1,4 +1,7 @@
-"""The provider interface: a request in, a completion (or a stream of deltas) out."""
+"""The provider interface: a request in, a completion (or a stream of deltas) out.
+
+Every adapter maps our types to its vendor's and back; no vendor type leaves ``infra/llm``.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,31 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 
-class ChatMessage(BaseModel):
-    """One message the model sees."""
+class ToolCall(BaseModel):
+    """A model asking to run a tool."""
 
-    role: Literal["user", "assistant"]
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolSpec(BaseModel):
+    """A tool offered to a model: its name, what it does, and its JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
+                                                                 "properties": {}})
+
+
+class ChatMessage(BaseModel):
+    """One message the model sees. ``tool`` messages carry a tool's result."""
+
+    role: Literal["user", "assistant", "tool"]
     content: str
     name: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
 
 
 class ModelRequest(BaseModel):
@@ -22,7 +44,7 @@ class ModelRequest(BaseModel):
     model: str
     system: str = ""
     messages: list[ChatMessage] = Field(default_factory=list)
-    tools: list[dict[str, Any]] = Field(default_factory=list)
+    tools: list[ToolSpec] = Field(default_factory=list)
     temperature: float = 0.7
     max_tokens: int = 1024
 
@@ -36,11 +58,19 @@ class Completion(BaseModel):
     """What a model said, what it cost, and who said it."""
 
     text: str
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     provider: str
     model: str
+    # "provider:model" of the provider that failed before this one answered, if any.
+    fallback_from: str | None = None
+
+
+class Delta(BaseModel):
+    """A piece of text as a model streams it."""
+
+    text: str
 
 
 class Provider(Protocol):
@@ -48,9 +78,13 @@ class Provider(Protocol):
 
     name: str
 
-    async def complete(self, request: ModelRequest) -> Completion: ...
+    async def complete(self, request: ModelRequest) -> Completion:
+        """The whole reply at once."""
+        ...
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[str]: ...
+    def stream(self, request: ModelRequest) -> AsyncIterator[Delta | Completion]:
+        """Text deltas as they come, then exactly one Completion (the whole reply, usage)."""
+        ...
 
 
 def estimate_tokens(text: str) -> int:

@@ -1,20 +1,32 @@
 """The ``scripted`` provider: deterministic replies for demos, tests and simulations.
 
-It is named for what it is and never stands in silently for a real model.
+It is named for what it is and never stands in silently for a real model. Each script line is a
+reply template (``{author}``, ``{text}`` and ``{agent}`` are filled in), or a JSON object
+``{"tool": NAME, "arguments": {...}}`` that asks to run a tool. The k-th assistant message of a
+conversation uses line k (cycling), so a reply depends only on the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
-from infra.llm.base import Completion, ModelRequest, Usage, estimate_tokens
+from infra.llm.base import (
+    Completion,
+    Delta,
+    ModelRequest,
+    ToolCall,
+    Usage,
+    estimate_tokens,
+)
 
 DEFAULT_SCRIPT = ["{agent} here. You said: \u201c{text}\u201d"]
 
 
 class ScriptedProvider:
-    """Replies from a script, cycling through its lines; each reply depends only on the request."""
+    """Replies from a script, cycling through its lines."""
 
     name = "scripted"
 
@@ -22,26 +34,52 @@ class ScriptedProvider:
         self.agent = agent
         self.script = list(script) if script else list(DEFAULT_SCRIPT)
 
-    def reply_for(self, request: ModelRequest) -> str:
-        """The scripted reply to ``request``: line k for the k-th reply in the conversation."""
+    def _line(self, request: ModelRequest) -> tuple[str, list[ToolCall]]:
         said = sum(1 for m in request.messages if m.role == "assistant")
         last = next((m for m in reversed(request.messages) if m.role == "user"), None)
         line = self.script[said % len(self.script)]
-        return line.format(agent=self.agent, author=last.name if last and last.name else "someone",
-                           text=last.content if last else "")
+        tool = _tool_request(line)
+        if tool is not None:
+            name, arguments = tool
+            return "", [ToolCall(id=f"call-{said}", name=name, arguments=arguments)]
+        tool_result = request.messages[-1] if request.messages and \
+            request.messages[-1].role == "tool" else None
+        text = line.replace("{result}", tool_result.content if tool_result else "")
+        return text.format_map(_Defaults(
+            agent=self.agent, author=last.name if last and last.name else "someone",
+            text=last.content if last else "")), []
 
     async def complete(self, request: ModelRequest) -> Completion:
         """Answer at once with the scripted reply."""
-        text = self.reply_for(request)
+        text, calls = self._line(request)
         prompt = request.system + "".join(m.content for m in request.messages)
-        return Completion(text=text, provider=self.name, model=request.model,
+        return Completion(text=text, tool_calls=calls, provider=self.name, model=request.model,
                           usage=Usage(input_tokens=estimate_tokens(prompt),
                                       output_tokens=estimate_tokens(text)))
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str]:
-        """Yield the scripted reply word by word, as a real model streams tokens."""
-        text = self.reply_for(request)
-        words = text.split(" ")
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Delta | Completion]:
+        """Yield the scripted reply word by word, as a real model streams tokens, then it whole."""
+        completion = await self.complete(request)
+        words = completion.text.split(" ") if completion.text else []
         for index, word in enumerate(words):
             await asyncio.sleep(0)
-            yield word if index == len(words) - 1 else word + " "
+            yield Delta(text=word if index == len(words) - 1 else word + " ")
+        yield completion
+
+
+class _Defaults(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _tool_request(line: str) -> tuple[str, dict[str, Any]] | None:
+    if not line.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("tool"), str):
+        arguments = value.get("arguments", {})
+        return value["tool"], arguments if isinstance(arguments, dict) else {}
+    return None
