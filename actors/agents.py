@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from actors import directory
-from domain.agents import Agent, AgentDefinition
-from domain.errors import Conflict, NotFound, SalonError
-from domain.ids import agent_id, new_id, room_id
-from domain.turns import Trigger, triggers_for
-from domain.wire import kind_of
+from actors.turns import TurnRunner
+from domain.agents import Agent
+from domain.definitions import AgentDefinition, build
+from domain.errors import Conflict, Invalid, NotFound, SalonError
+from domain.ids import agent_id, new_id
+from domain.turns import Manners, RoomView, Trigger, timed_triggers, triggers_for
 from infra.bus import RoomBus
-from infra.llm import ChatMessage, ModelRequest, provider_for
-from infra.llm.base import Completion
 from infra.settings import Settings
 from infra.store import EventStore
-from memory.context import ContextMessage, last_n
 
 log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0
 
 
 def _missing(name: str) -> str:
     return f"agent {name!r} does not exist; `salon agents list` shows the agents"
+
+
+def manners_of(spec: AgentDefinition) -> Manners:
+    """The turn-taking parts of a definition."""
+    return Manners(name=spec.name, opening_line=spec.opening_line,
+                   interests=tuple(spec.interests + spec.expertise),
+                   chattiness=spec.chattiness, cooldown_seconds=spec.cooldown_seconds,
+                   idle_after_seconds=spec.idle_after_seconds, every_seconds=spec.every_seconds)
 
 
 @ray.remote
@@ -41,10 +48,12 @@ class AgentActor:
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
         self.store = EventStore(settings.database_url, settings.snapshot_interval)
         self.bus = RoomBus(settings.redis_url)
+        self.clock: Callable[[], float] = time.time
         self.agent: Agent | None = self._load()
-        self.queue: asyncio.Queue[tuple[str, Trigger]] | None = None
-        self.queued_up_to: dict[str, int] = {}
+        self.views: dict[str, RoomView] = {}
+        self.queue: list[tuple[str, Trigger]] = []
         self.worker: asyncio.Task[None] | None = None
+        self.ticker: asyncio.Task[None] | None = None
         if self.agent is not None and self.agent.open_turns():
             # A turn cut short by a crash is closed honestly rather than left hanging.
             for turn_id in self.agent.open_turns():
@@ -62,7 +71,8 @@ class AgentActor:
             raise NotFound(_missing(self.name))
         return self.agent
 
-    async def _save(self) -> None:
+    async def save(self) -> None:
+        """Append the agent's pending events (reloading from the log if that fails)."""
         agent = self._agent()
         events = agent.collect_events()
         try:
@@ -71,124 +81,176 @@ class AgentActor:
             self.agent = await asyncio.to_thread(self._load)
             raise
 
-    async def define(self, definition: dict[str, Any]) -> dict[str, Any]:
+    # -- definition ---------------------------------------------------------------------
+
+    async def define(self, definition: dict[str, Any], owner_id: str = "admin") -> dict[str, Any]:
         """Record the agent; Conflict if it exists already."""
         if self.agent is not None:
             raise Conflict(f"agent {self.name!r} exists already; pick another name")
-        spec = AgentDefinition.model_validate(definition)
-        self.agent = Agent.define(spec)
+        self.agent = Agent.define(_validated(definition), owner_id)
         try:
-            await self._save()
+            await self.save()
         except Exception:
             self.agent = None
             raise
         return await self.info()
 
-    async def info(self) -> dict[str, Any]:
-        """The definition, status and compiled system prompt."""
+    async def redefine(self, definition: dict[str, Any], by: str,
+                       is_admin: bool = False) -> dict[str, Any]:
+        """Record a new version of the definition (owner or admin)."""
         agent = self._agent()
-        return {"name": agent.name, "status": agent.status, "definition": agent.definition,
+        agent.check_command(by, is_admin)
+        agent.redefine(_validated(definition))
+        await self.save()
+        return await self.info()
+
+    async def info(self) -> dict[str, Any]:
+        """The definition, status, owner and compiled system prompt."""
+        agent = self._agent()
+        return {"name": agent.name, "status": agent.status, "owner_id": agent.owner_id,
+                "version": agent.definition_version, "definition": agent.definition,
                 "system_prompt": agent.spec.system_prompt(), "turns": agent.turn_count}
 
-    async def on_room_events(self, room: str, frames: list[dict[str, Any]]) -> int:
+    # -- triggers -----------------------------------------------------------------------
+
+    def _view(self, room: str) -> RoomView:
+        view = self.views.get(room)
+        if view is None:
+            handled = self.agent.handled.get(room, 0) if self.agent is not None else 0
+            view = self.views[room] = RoomView(handled_up_to=handled)
+        return view
+
+    async def on_room_events(self, room: str, frames: list[dict[str, Any]],
+                             policy: dict[str, Any] | None = None) -> int:
         """Take in new room events; queue the turns they call for. Returns how many."""
         agent = self._agent()
-        seen = max(agent.handled.get(room, 0), self.queued_up_to.get(room, 0))
-        found = triggers_for(self.name, agent.spec.opening_line, room, frames, seen)
-        if frames:
-            self.queued_up_to[room] = max(seen, max(int(f["position"]) for f in frames))
+        view = self._view(room)
+        if policy is not None:
+            view.policy = dict(policy)
+        found = triggers_for(manners_of(agent.spec), room, frames, view, self.clock())
+        self._ensure_ticker(agent.spec)
+        if agent.status != "active":
+            return 0
         for trigger in found:
             self._enqueue(new_id(), trigger)
         return len(found)
 
+    async def tick(self, now: float | None = None) -> int:
+        """Check the timed triggers (idle room, schedule) at ``now`` (the clock by default)."""
+        agent = self._agent()
+        if agent.status != "active":
+            return 0
+        manners = manners_of(agent.spec)
+        moment = self.clock() if now is None else now
+        found = [t for room, view in self.views.items()
+                 for t in timed_triggers(manners, room, view, moment)]
+        for trigger in found:
+            self._enqueue(new_id(), trigger)
+        return len(found)
+
+    def _ensure_ticker(self, spec: AgentDefinition) -> None:
+        timed = spec.idle_after_seconds is not None or spec.every_seconds is not None
+        if timed and (self.ticker is None or self.ticker.done()):
+            self.ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - the timer must survive a bad tick
+                log.exception("tick of agent %s failed", self.name)
+
     async def invoke(self, room: str, by: str, prompt: str | None = None) -> dict[str, Any]:
         """Take a turn in ``room`` now, asked by ``by``; returns the turn id."""
-        self._agent()
+        agent = self._agent()
+        if agent.status != "active":
+            raise Conflict(f"agent {self.name!r} is {agent.status}; resume it first")
         turn_id = new_id()
+        self._view(room)
         self._enqueue(turn_id, Trigger("invoke", room, None, by, prompt))
         return {"agent": self.name, "turn_id": turn_id}
 
     def _enqueue(self, turn_id: str, trigger: Trigger) -> None:
-        if self.queue is None:
-            self.queue = asyncio.Queue()
-        self.queue.put_nowait((turn_id, trigger))
+        self.queue.append((turn_id, trigger))
         if self.worker is None or self.worker.done():
             self.worker = asyncio.get_running_loop().create_task(self._work())
 
     async def _work(self) -> None:
-        assert self.queue is not None
-        while not self.queue.empty():
-            turn_id, trigger = self.queue.get_nowait()
+        while self.queue:
+            turn_id, trigger = self.queue.pop(0)
             try:
-                await self._turn(turn_id, trigger)
+                await TurnRunner(self, turn_id, trigger).run()
+            except asyncio.CancelledError:
+                return
             except Exception:  # noqa: BLE001 - a bad turn never takes the actor down
                 log.exception("turn %s of %s failed outside its own handling", turn_id, self.name)
 
-    async def _turn(self, turn_id: str, trigger: Trigger) -> None:
-        agent = self._agent()
-        agent.start_turn(turn_id, trigger.room, trigger.as_record())
-        await self._save()
-        await self.bus.publish_ephemeral(trigger.room, "agent_thinking", agent=self.name,
-                                         turn_id=turn_id)
-        try:
-            if trigger.kind == "joined":
-                text = agent.spec.opening_line or ""
-            else:
-                text = await self._model_reply(turn_id, trigger)
-            room = directory.room(trigger.room, self.settings)
-            posted = await room.post.remote(self.name, text, request_id=turn_id)
-            agent.complete_turn(turn_id, posted["message_id"])
-        except Exception as error:  # noqa: BLE001 - recorded as TurnFailed
-            reason = error.message if isinstance(error, SalonError) else \
-                f"{type(error).__name__}: {error}"
-            agent.fail_turn(turn_id, reason)
-        await self._save()
+    # -- control ------------------------------------------------------------------------
 
-    async def _model_reply(self, turn_id: str, trigger: Trigger) -> str:
+    async def pause(self, by: str, is_admin: bool = False) -> dict[str, Any]:
+        """Stop taking turns until resumed; the turn in flight is cancelled."""
         agent = self._agent()
-        spec = agent.spec
-        context = await asyncio.to_thread(self._context, trigger, spec.context_messages)
-        messages = [ChatMessage(role="assistant" if m.author == self.name else "user",
-                                name=m.author, content=m.text) for m in context]
-        if trigger.kind == "invoke" and trigger.text:
-            messages.append(ChatMessage(role="user", name=trigger.by, content=trigger.text))
-        request = ModelRequest(model=spec.model, system=spec.system_prompt(), messages=messages)
-        provider = provider_for(spec)
-        started = time.perf_counter()
-        completion: Completion | None = None
-        async for item in provider.stream(request):
-            if isinstance(item, Completion):
-                completion = item
-            else:
-                await self.bus.publish_ephemeral(trigger.room, "agent_token", agent=self.name,
-                                                 turn_id=turn_id, delta=item.text)
-        if completion is None:
-            raise SalonError(f"provider {provider.name!r} ended its stream without a reply")
-        text = completion.text
-        latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        prompt = request.model_dump_json()
-        agent.record_model_call(
-            turn_id, completion.provider, completion.model,
-            context={"room": trigger.room, "positions": [m.position for m in context],
-                     "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()},
-            output={"text": text,
-                    "tool_calls": [c.model_dump() for c in completion.tool_calls]},
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cost_usd=completion.cost_usd, latency_ms=latency_ms,
-            fallback_from=completion.fallback_from)
-        await self._save()
-        if not text.strip():
-            raise SalonError(f"model {spec.model!r} returned an empty reply")
-        return text
+        agent.check_command(by, is_admin)
+        if agent.status == "stopped":
+            raise Conflict(f"agent {self.name!r} is stopped; resume it first")
+        await self._halt("paused")
+        agent.pause(by)
+        await self.save()
+        return await self.info()
 
-    def _context(self, trigger: Trigger, n: int) -> list[ContextMessage]:
-        events = self.store.events(room_id(trigger.room), up_to=trigger.position, newest=True,
-                                   limit=n * 3)
-        found = [ContextMessage(int(e.originator_version), e.author_id, e.text)
-                 for e in events if kind_of(e) == "message_posted"]
-        return last_n(found, n)
+    async def stop(self, by: str, is_admin: bool = False, reason: str = "") -> dict[str, Any]:
+        """Stop at once: the turn in flight is cancelled and nothing more is posted."""
+        agent = self._agent()
+        agent.check_command(by, is_admin)
+        await self._halt("stopped")
+        agent.stop(by, reason)
+        await self.save()
+        return await self.info()
+
+    async def resume(self, by: str, is_admin: bool = False) -> dict[str, Any]:
+        """Take turns again."""
+        agent = self._agent()
+        agent.check_command(by, is_admin)
+        agent.resume(by)
+        await self.save()
+        await self._mute_rooms(False)
+        return await self.info()
+
+    async def _halt(self, why: str) -> None:
+        # Rooms refuse this agent's posts first, so nothing lands after the recorded pause/stop;
+        # then the turn in flight is cancelled and queued triggers are dropped.
+        await self._mute_rooms(True)
+        self.queue.clear()
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+            try:
+                await self.worker
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - it is being stopped
+                pass
+        agent = self._agent()
+        for turn_id in agent.open_turns():
+            agent.fail_turn(turn_id, f"cancelled: the agent was {why}")
+
+    async def _mute_rooms(self, muted: bool) -> None:
+        rooms = set(self.views) | set(self._agent().handled)
+        calls = [directory.room(room, self.settings).set_muted.remote(self.name, muted)
+                 for room in rooms]
+        for call in calls:
+            try:
+                await call
+            except Exception as error:  # noqa: BLE001 - a vanished room cannot hear us anyway
+                log.warning("could not %s %s in a room: %s", "mute" if muted else "unmute",
+                            self.name, error)
 
     async def ping(self) -> str:
         return "pong"
 
+
+def _validated(definition: dict[str, Any]) -> AgentDefinition:
+    try:
+        return build(definition)
+    except SalonError:
+        raise
+    except ValueError as error:
+        raise Invalid(f"agent definition: {error}") from None

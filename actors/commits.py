@@ -20,6 +20,15 @@ class GroupCommitter:
         self._save, self._after, self._reset = save, after, reset
         self._queue: list[tuple[list[Any], asyncio.Future[None]]] = []
         self._running = False
+        self._settled: list[asyncio.Future[None]] = []
+
+    async def settle(self) -> None:
+        """Return once every event handed in so far is saved (or failed) and delivered."""
+        if not self._running:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settled.append(future)
+        await future
 
     async def commit(self, events: list[Any]) -> None:
         """Return once ``events`` are durable (or raise why they are not)."""
@@ -56,3 +65,7 @@ class GroupCommitter:
                     log.exception("delivering %d saved events failed", len(events))
         finally:
             self._running = False
+            waiting, self._settled = self._settled, []
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)

@@ -9,6 +9,7 @@ import ray
 
 from actors import directory
 from actors.commits import GroupCommitter
+from domain.agents import Agent
 from domain.errors import Conflict, Forbidden, NotFound
 from domain.ids import agent_id, room_id
 from domain.rooms import Room
@@ -35,6 +36,19 @@ class RoomActor:
         self.bus = RoomBus(settings.redis_url)
         self.room: Room | None = self._load()
         self.committer = GroupCommitter(self._save, self._deliver, self._reload)
+        # Agents whose posts are refused: paused or stopped (rebuilt from their streams).
+        self.muted: set[str] = self._muted_agents()
+
+    def _muted_agents(self) -> set[str]:
+        muted = set()
+        for member in self.room.agents() if self.room is not None else []:
+            try:
+                agent = self.store.get(Agent, agent_id(member), member)
+            except NotFound:
+                continue
+            if agent.status != "active":
+                muted.add(member)
+        return muted
 
     def _load(self) -> Room | None:
         try:
@@ -52,8 +66,10 @@ class RoomActor:
         frames = [event_frame(self.name, e) for e in events]
         await self.bus.publish_events(self.name, frames)
         if self.room is not None:
+            policy = dict(self.room.policy)
             for member in self.room.agents():
-                directory.agent(member, self.settings).on_room_events.remote(self.name, frames)
+                directory.agent(member, self.settings).on_room_events.remote(self.name, frames,
+                                                                             policy)
 
     def _room(self) -> Room:
         if self.room is None:
@@ -113,6 +129,8 @@ class RoomActor:
                    is_admin: bool = False) -> dict[str, Any]:
         """Post a message; a repeated ``client_msg_id``/``request_id`` answers the first post."""
         room = self._room()
+        if author_id in self.muted:
+            raise Conflict(f"agent {author_id!r} is paused or stopped; its message was not posted")
         room.check_post(text, reply_to)
         if author_id not in room.members and room.may_see(author_id, is_admin):
             room.join(author_id, "human")
@@ -120,6 +138,30 @@ class RoomActor:
                                          client_msg_id=client_msg_id, request_id=request_id)
         await self.committer.commit(room.collect_events())
         return {"message_id": message_id, "position": position}
+
+    async def set_muted(self, agent: str, muted: bool) -> int:
+        """Refuse (or accept again) an agent's posts; returns once earlier posts are saved."""
+        if muted:
+            self.muted.add(agent)
+        else:
+            self.muted.discard(agent)
+        await self.committer.settle()
+        return self._room().position
+
+    async def set_policy(self, mode: str, max_agent_streak: int = 3, selector: str | None = None,
+                         by: str = "", is_admin: bool = False) -> int:
+        """Choose how agents take turns (the owner or an admin)."""
+        room = self._room()
+        if by != room.owner_id and not is_admin:
+            raise Forbidden(f"only the owner of room {self.name!r} or an admin sets its policy")
+        room.set_policy(mode, max_agent_streak, selector)
+        return await self._commit()
+
+    async def feedback(self, member_id: str, message_id: str, rating: int,
+                       comment: str | None = None) -> int:
+        """Record a member's rating of a message."""
+        self._room().give_feedback(message_id, member_id, rating, comment)
+        return await self._commit()
 
     async def ping(self) -> str:
         return "pong"

@@ -2,69 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from domain.errors import Conflict, Invalid
-from domain.ids import agent_id, check_name
+from domain.definitions import AgentDefinition, build
+from domain.errors import Conflict, Forbidden, Invalid
+from domain.ids import agent_id
 
-Text = Annotated[str, StringConstraints(max_length=4_000)]
-
-
-class AgentDefinition(BaseModel):
-    """What an agent is: its name, character, model and how it opens a conversation."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    role: Text = "a helpful participant in a group chat"
-    persona: Text = ""
-    provider: str = "scripted"
-    model: str = "scripted-echo"
-    # Backups tried in order when the primary fails, each "provider:model".
-    fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
-        default_factory=list, max_length=5)
-    # For OpenAI-compatible endpoints and self-hosted servers.
-    base_url: Annotated[str, StringConstraints(max_length=500)] | None = None
-    # A secret reference: the name of the environment variable holding the key, never the key.
-    api_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")] | None = None
-    opening_line: Text | None = None
-    # Replies of the scripted provider, used in turn; {author}, {text} and {agent} are filled in.
-    script: list[Text] = Field(default_factory=list, max_length=100)
-    context_messages: int = Field(default=20, ge=1, le=500)
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, name: str) -> str:
-        try:
-            return check_name(name, "agent")
-        except Invalid as error:
-            raise ValueError(error.message) from None
-
-    def system_prompt(self) -> str:
-        """The system prompt this definition compiles to."""
-        lines = [f"You are {self.name}, {self.role}."]
-        if self.persona:
-            lines.append(self.persona)
-        lines.append("You are in a chat room with people and other agents; "
-                     "answer the message addressed to you, briefly.")
-        return "\n".join(lines)
-
+__all__ = ["Agent", "AgentDefinition", "STATUSES"]
+STATUSES = ("active", "paused", "stopped")
 
 class Agent(Aggregate):
     """An agent's stream: its definition, status and the turns it took in rooms."""
 
     @staticmethod
-    def create_id(definition: dict[str, Any]) -> UUID:
+    def create_id(definition: dict[str, Any], **_: object) -> UUID:
         """Agents are found by name: the stream id is derived from it."""
         return agent_id(str(definition["name"]))
 
     @event("AgentDefined")
-    def __init__(self, definition: dict[str, Any]) -> None:
+    def __init__(self, definition: dict[str, Any], owner_id: str = "admin") -> None:
         self.definition = definition
+        self.definition_version = 1
+        self.owner_id = owner_id
         self.name = str(definition["name"])
         self.status = "active"
         self.turns: dict[str, dict[str, Any]] = {}
@@ -73,14 +35,65 @@ class Agent(Aggregate):
         self.turn_count = 0
 
     @classmethod
-    def define(cls, definition: AgentDefinition) -> Agent:
+    def define(cls, definition: AgentDefinition, owner_id: str = "admin") -> Agent:
         """Record a new agent from a validated definition."""
-        return cls(definition=definition.model_dump())
+        return cls(definition=definition.model_dump(), owner_id=owner_id)
 
     @property
     def spec(self) -> AgentDefinition:
         """The current definition as a typed value."""
-        return AgentDefinition.model_validate(self.definition)
+        return build(self.definition)
+
+    def may_command(self, user: str, is_admin: bool) -> bool:
+        """Owners and admins control an agent."""
+        return is_admin or user == self.owner_id
+
+    def redefine(self, definition: AgentDefinition) -> None:
+        """Record a new version of the definition (the name cannot change)."""
+        if definition.name != self.name:
+            raise Invalid(f"a redefinition keeps the name {self.name!r}")
+        if definition.model_dump() != self.definition:
+            self._redefined(definition=definition.model_dump(),
+                            version=self.definition_version + 1)
+
+    @event("AgentRedefined")
+    def _redefined(self, definition: dict[str, Any], version: int) -> None:
+        self.definition = definition
+        self.definition_version = version
+
+    def pause(self, by: str) -> None:
+        """Stop taking turns until resumed."""
+        if self.status == "stopped":
+            raise Conflict(f"agent {self.name!r} is stopped; resume it first")
+        if self.status != "paused":
+            self._paused(by=by)
+
+    @event("AgentPaused")
+    def _paused(self, by: str) -> None:
+        self.status = "paused"
+
+    def resume(self, by: str) -> None:
+        """Take turns again."""
+        if self.status != "active":
+            self._resumed(by=by)
+
+    @event("AgentResumed")
+    def _resumed(self, by: str) -> None:
+        self.status = "active"
+
+    def stop(self, by: str, reason: str = "") -> None:
+        """Stop at once (an operator's stop or the emergency stop)."""
+        if self.status != "stopped":
+            self._stopped(by=by, reason=reason[:500])
+
+    @event("AgentStopped")
+    def _stopped(self, by: str, reason: str) -> None:
+        self.status = "stopped"
+
+    def check_command(self, user: str, is_admin: bool) -> None:
+        """Raise Forbidden unless ``user`` may control this agent."""
+        if not self.may_command(user, is_admin):
+            raise Forbidden(f"only the owner of agent {self.name!r} or an admin may do that")
 
     def start_turn(self, turn_id: str, room: str, trigger: dict[str, Any]) -> None:
         """Begin a turn in ``room`` because of ``trigger`` (kind, position, by)."""
@@ -111,6 +124,18 @@ class Agent(Aggregate):
                       output: dict[str, Any], input_tokens: int, output_tokens: int,
                       cost_usd: float, latency_ms: float, fallback_from: str | None) -> None:
         self.turns[turn_id]["model_calls"] = self.turns[turn_id].get("model_calls", 0) + 1
+
+    def record_tool_call(self, turn_id: str, tool: str, arguments: dict[str, Any], result: str,
+                         status: str, duration_ms: float) -> None:
+        """Record a tool call and its outcome (refusals and errors included)."""
+        self._require_open(turn_id)
+        self._tool_executed(turn_id=turn_id, tool=tool, arguments=arguments, result=result,
+                            status=status, duration_ms=duration_ms)
+
+    @event("ToolExecuted")
+    def _tool_executed(self, turn_id: str, tool: str, arguments: dict[str, Any], result: str,
+                       status: str, duration_ms: float) -> None:
+        self.turns[turn_id]["tool_calls"] = self.turns[turn_id].get("tool_calls", 0) + 1
 
     def complete_turn(self, turn_id: str, message_id: str | None) -> None:
         """Close a turn that posted ``message_id`` (or nothing)."""

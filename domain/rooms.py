@@ -17,6 +17,7 @@ MAX_TOPIC = 500
 REQUEST_MEMORY = 10_000
 MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,63})")
 
+MODES = ("free", "round_robin", "selector")
 Visibility = Literal["public", "private"]
 MemberKind = Literal["human", "agent"]
 
@@ -49,6 +50,8 @@ class Room(Aggregate):
         self.message_ids: dict[str, int] = {}
         self.archived = False
         self.agent_streak = 0
+        self.policy: dict[str, Any] = {"mode": "free", "max_agent_streak": 3, "selector": None}
+        self.round_robin = 0
 
     @classmethod
     def create(cls, name: str, owner_id: str, topic: str = "",
@@ -118,7 +121,8 @@ class Room(Aggregate):
         self._message_posted(message_id=message_id, author_id=author_id, text=text,
                              reply_to=reply_to, mentions=parse_mentions(text),
                              client_msg_id=client_msg_id, request_id=request_id,
-                             author_kind=author_kind, agent_streak=streak)
+                             author_kind=author_kind, agent_streak=streak,
+                             next_speaker=self._next_speaker(author_kind))
         return message_id, self.position
 
     def check_post(self, text: str, reply_to: str | None = None) -> None:
@@ -136,8 +140,10 @@ class Room(Aggregate):
     def _message_posted(self, message_id: str, author_id: str, text: str, reply_to: str | None,
                         mentions: list[str], client_msg_id: str | None,
                         request_id: str | None, author_kind: str = "human",
-                        agent_streak: int = 0) -> None:
+                        agent_streak: int = 0, next_speaker: str | None = None) -> None:
         self.agent_streak = agent_streak
+        if next_speaker is not None and self.policy["mode"] == "round_robin":
+            self.round_robin += 1
         # Handlers run before the version moves on: this event's position is version + 1.
         position = self.version + 1
         self.message_ids[message_id] = position
@@ -146,6 +152,50 @@ class Room(Aggregate):
             self.requests[f"{author_id}\x1f{key}"] = [message_id, position]
             while len(self.requests) > REQUEST_MEMORY:
                 del self.requests[next(iter(self.requests))]
+
+    def _next_speaker(self, author_kind: str) -> str | None:
+        """Who the room's policy asks to speak after a person's message (free mode: nobody)."""
+        mode = self.policy["mode"]
+        if author_kind != "human" or mode == "free":
+            return None
+        if mode == "selector":
+            selector = self.policy.get("selector")
+            return str(selector) if selector in self.members else None
+        agents = self.agents()
+        return agents[self.round_robin % len(agents)] if agents else None
+
+    def set_policy(self, mode: str, max_agent_streak: int = 3,
+                   selector: str | None = None) -> None:
+        """Choose how agents take turns here: free, round_robin, or selector (a moderator)."""
+        if mode not in MODES:
+            raise Invalid(f"turn-taking mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if not 0 <= max_agent_streak <= 50:
+            raise Invalid("max_agent_streak must be between 0 and 50")
+        if mode == "selector" and (selector is None or
+                                   self.members.get(selector, {}).get("kind") != "agent"):
+            raise Invalid("selector mode needs a selector agent that is a member of the room")
+        self._policy_changed(mode=mode, max_agent_streak=max_agent_streak, selector=selector)
+
+    @event("RoomPolicyChanged")
+    def _policy_changed(self, mode: str, max_agent_streak: int, selector: str | None) -> None:
+        self.policy = {"mode": mode, "max_agent_streak": max_agent_streak, "selector": selector}
+
+    def give_feedback(self, message_id: str, member_id: str, rating: int,
+                      comment: str | None = None) -> None:
+        """Record a member's rating (-1 or 1) of a message."""
+        if member_id not in self.members:
+            raise Forbidden(f"{member_id} is not a member of room {self.name!r}")
+        if message_id not in self.message_ids:
+            raise NotFound(f"message {message_id!r} is not in room {self.name!r}")
+        if rating not in (-1, 1):
+            raise Invalid("a rating is -1 or 1")
+        self._feedback_given(message_id=message_id, member_id=member_id, rating=rating,
+                             comment=(comment or "")[:2_000] or None)
+
+    @event("FeedbackGiven")
+    def _feedback_given(self, message_id: str, member_id: str, rating: int,
+                        comment: str | None) -> None:
+        self.feedback_count = getattr(self, "feedback_count", 0) + 1
 
     def archive(self) -> None:
         """Close the room to new messages."""

@@ -30,7 +30,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def event_body(event: object) -> dict[str, Any]:
+def event_body(event: Any) -> dict[str, Any]:
     """The ``event`` object of a protocol frame: kind, time, then the event's own fields."""
     body: dict[str, Any] = {"kind": kind_of(event), "at": _plain(event.timestamp)}
     for key, value in vars(event).items():
@@ -39,7 +39,7 @@ def event_body(event: object) -> dict[str, Any]:
     return body
 
 
-def event_frame(room: str, event: object) -> dict[str, Any]:
+def event_frame(room: str, event: Any) -> dict[str, Any]:
     """A whole ``event`` frame for ``room``."""
     return {"type": "event", "room": room, "position": int(event.originator_version),
             "event": event_body(event)}

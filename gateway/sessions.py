@@ -156,7 +156,7 @@ class Session:
 
     async def do_list_rooms(self, request: p.ListRooms, user: Principal) -> dict[str, Any]:
         rooms = await asyncio.to_thread(catalogue.rooms, self.store)
-        visible = [r for r in rooms if r["visibility"] == "public" or r["owner_id"] == user.name
+        visible = [r for r in rooms if r["visibility"] == "public" or user.name in r["members"]
                    or user.is_admin]
         return {"rooms": visible}
 

@@ -10,12 +10,21 @@ from infra.store import EventStore
 
 
 def rooms(store: EventStore) -> list[dict[str, Any]]:
-    """Every room ever created: name, topic, visibility, owner, created_at."""
+    """Every room ever created: name, topic, visibility, owner, created_at, members."""
+    members: dict[Any, set[str]] = {}
+    changes = [(version, stream, state["member_id"], True)
+               for stream, version, state in store.states_of(Room.MemberJoined)]
+    changes += [(version, stream, state["member_id"], False)
+                for stream, version, state in store.states_of(Room.MemberLeft)]
+    for _, stream, member, joined in sorted(changes, key=lambda c: c[0]):
+        (members.setdefault(stream, set()).add if joined
+         else members.setdefault(stream, set()).discard)(member)
     found = []
-    for _, _, state in store.states_of(Room.RoomCreated):
+    for stream, _, state in store.states_of(Room.RoomCreated):
         found.append({"name": state["name"], "topic": state["topic"],
                       "visibility": state["visibility"], "owner_id": state["owner_id"],
-                      "created_at": _time(state.get("timestamp"))})
+                      "created_at": _time(state.get("timestamp")),
+                      "members": sorted(members.get(stream, ()))})
     return sorted(found, key=lambda r: r["name"])
 
 

@@ -9,9 +9,11 @@ from domain.agents import Agent, AgentDefinition
 from domain.errors import Conflict, Invalid
 from domain.ids import agent_id, user_id
 from domain.rooms import Room
-from domain.turns import triggers_for
+from domain.turns import Manners, RoomView, triggers_for
 from domain.users import User, hash_token, token_user
 from domain.wire import event_frame
+
+NOW = 2_000_000_000.0
 
 
 def test_an_agent_records_a_whole_turn() -> None:
@@ -71,10 +73,11 @@ def test_agents_answer_mentions_open_on_joining_and_never_repeat() -> None:
     room.post("alice", "hello @bo")
     room.post("ada", "I answer @ada myself?")
     frames = frames_of(room)
-    found = triggers_for("ada", "hi all", "lobby", frames, 0)
+    view = RoomView()
+    found = triggers_for(Manners("ada", opening_line="hi all"), "lobby", frames, view, NOW)
     assert [(t.kind, t.position, t.by) for t in found] == [("joined", 3, None),
                                                           ("mention", 4, "alice")]
-    assert triggers_for("ada", None, "lobby", frames, 4) == []
+    assert triggers_for(Manners("ada"), "lobby", frames, view, NOW) == []
 
 
 def test_agent_chains_end_at_the_streak_cap() -> None:
@@ -84,7 +87,8 @@ def test_agent_chains_end_at_the_streak_cap() -> None:
     for i in range(5):
         room.post("bo" if i % 2 == 0 else "ada", "@ada @bo")
     frames = frames_of(room)
-    answered = [t.position for t in triggers_for("ada", None, "lobby", frames, 0, 3)]
+    view = RoomView(policy={"max_agent_streak": 3})
+    answered = [t.position for t in triggers_for(Manners("ada"), "lobby", frames, view, NOW)]
     streaks = {f["position"]: f["event"].get("agent_streak") for f in frames}
     assert answered and all(streaks[p] < 3 for p in answered)
 

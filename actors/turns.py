@@ -1,0 +1,178 @@
+"""One agent turn: context, model calls, the tool loop, the post, and every step recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from actors import directory
+from actors.toolbox import Toolbox
+from domain.errors import SalonError
+from domain.ids import room_id
+from domain.turns import Trigger, addressed
+from domain.wire import kind_of
+from infra.llm import ChatMessage, Completion, ModelRequest, provider_for
+from memory.context import ContextMessage, last_n
+
+if TYPE_CHECKING:
+    from actors.agents import AgentActor
+
+SELECT_INSTRUCTION = ("You moderate this room. Choose who speaks next. Answer with exactly one "
+                      "name from: {names}.")
+NUDGES = {
+    "idle": "(The room has been quiet for a while. Start the conversation again.)",
+    "schedule": "(It is your scheduled time to speak. Say something useful to the room.)",
+    "turn": None,
+}
+
+
+class TurnRunner:
+    """Runs one turn for an agent actor and records TurnStarted … TurnCompleted/TurnFailed."""
+
+    def __init__(self, actor: AgentActor, turn_id: str, trigger: Trigger) -> None:
+        self.actor = actor
+        self.turn_id = turn_id
+        self.trigger = trigger
+        self.agent = actor._agent()
+        self.spec = self.agent.spec
+
+    async def publish(self, kind: str, **fields: Any) -> None:
+        await self.actor.bus.publish_ephemeral(self.trigger.room, kind, agent=self.actor.name,
+                                               turn_id=self.turn_id, **fields)
+
+    async def run(self) -> None:
+        self.agent.start_turn(self.turn_id, self.trigger.room, self.trigger.as_record())
+        await self.actor.save()
+        await self.publish("turn_started", trigger=self.trigger.as_record())
+        await self.publish("agent_thinking")
+        try:
+            message_id = await self._act()
+            self.agent.complete_turn(self.turn_id, message_id)
+            outcome: dict[str, Any] = {"kind": "turn_completed", "message_id": message_id}
+        except asyncio.CancelledError:
+            if self.turn_id in self.agent.turns:
+                self.agent.fail_turn(self.turn_id, "cancelled: the agent was paused or stopped")
+            outcome = {"kind": "turn_failed", "error": "cancelled"}
+        except Exception as error:  # noqa: BLE001 - recorded as TurnFailed
+            reason = error.message if isinstance(error, SalonError) else \
+                f"{type(error).__name__}: {error}"
+            self.agent.fail_turn(self.turn_id, reason)
+            outcome = {"kind": "turn_failed", "error": reason}
+        await self.actor.save()
+        kind = outcome.pop("kind")
+        await self.publish(kind, **outcome)
+
+    async def _act(self) -> str | None:
+        if self.trigger.kind == "joined":
+            return await self._post(self.spec.opening_line or "")
+        if self.trigger.kind == "select":
+            await self._select()
+            return None
+        return await self._post(await self._reply())
+
+    async def _post(self, text: str) -> str:
+        if not text.strip():
+            raise SalonError(f"model {self.spec.model!r} returned an empty reply")
+        room = directory.room(self.trigger.room, self.actor.settings)
+        posted: dict[str, Any] = await room.post.remote(self.actor.name, text,
+                                                        request_id=self.turn_id)
+        return str(posted["message_id"])
+
+    # -- context ------------------------------------------------------------------------
+
+    async def _messages(self) -> tuple[list[ChatMessage], list[int]]:
+        context = await asyncio.to_thread(self._context)
+        # Authors travel in ``name``; adapters whose vendor has no such field prefix the text.
+        messages = [ChatMessage(role="assistant" if m.author == self.actor.name else "user",
+                                name=m.author, content=m.text) for m in context]
+        nudge = NUDGES.get(self.trigger.kind)
+        if self.trigger.kind == "invoke" and self.trigger.text:
+            messages.append(ChatMessage(role="user", name=self.trigger.by,
+                                        content=self.trigger.text))
+        elif nudge:
+            messages.append(ChatMessage(role="user", name="salon", content=nudge))
+        return messages, [m.position for m in context]
+
+    def _context(self) -> list[ContextMessage]:
+        n = self.spec.context_messages
+        events = self.actor.store.events(room_id(self.trigger.room), up_to=self.trigger.position,
+                                         newest=True, limit=n * 3)
+        found = [ContextMessage(int(e.originator_version), e.author_id, e.text)
+                 for e in events if kind_of(e) == "message_posted"]
+        return last_n(found, n)
+
+    # -- model and tools ----------------------------------------------------------------
+
+    async def _call(self, request: ModelRequest, positions: list[int], stream: bool) -> Completion:
+        provider = provider_for(self.spec)
+        started = time.perf_counter()
+        completion: Completion | None = None
+        async for item in provider.stream(request):
+            if isinstance(item, Completion):
+                completion = item
+            elif stream:
+                await self.publish("agent_token", delta=item.text)
+        if completion is None:
+            raise SalonError(f"provider {provider.name!r} ended its stream without a reply")
+        prompt = request.model_dump_json()
+        self.agent.record_model_call(
+            self.turn_id, completion.provider, completion.model,
+            context={"room": self.trigger.room, "positions": positions,
+                     "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()},
+            output={"text": completion.text,
+                    "tool_calls": [c.model_dump() for c in completion.tool_calls]},
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens, cost_usd=completion.cost_usd,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            fallback_from=completion.fallback_from)
+        await self.actor.save()
+        return completion
+
+    async def _reply(self) -> str:
+        messages, positions = await self._messages()
+        toolbox = Toolbox(self.actor, self.spec, self.trigger.room)
+        specs = toolbox.specs()
+        for round_ in range(self.spec.max_tool_rounds + 1):
+            last_round = round_ == self.spec.max_tool_rounds
+            request = ModelRequest(model=self.spec.model, system=self.spec.system_prompt(),
+                                   messages=messages, tools=[] if last_round else specs)
+            completion = await self._call(request, positions, stream=True)
+            if not completion.tool_calls:
+                return completion.text
+            if last_round:
+                break
+            messages.append(ChatMessage(role="assistant", content=completion.text,
+                                        tool_calls=completion.tool_calls))
+            for call in completion.tool_calls:
+                outcome = await toolbox.execute(call.name, call.arguments)
+                self.agent.record_tool_call(self.turn_id, call.name, call.arguments,
+                                            outcome["result"], outcome["status"],
+                                            outcome["duration_ms"])
+                await self.actor.save()
+                await self.publish("tool_executed", tool=call.name, status=outcome["status"])
+                messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id,
+                                            content=outcome["result"]))
+        raise SalonError(f"agent {self.actor.name!r} used its {self.spec.max_tool_rounds} tool "
+                         "rounds without answering")
+
+    async def _select(self) -> None:
+        room = directory.room(self.trigger.room, self.actor.settings)
+        info: dict[str, Any] = await room.info.remote()
+        candidates = sorted(m for m, v in info["members"].items()
+                            if v["kind"] == "agent" and m != self.actor.name)
+        if not candidates:
+            raise SalonError("there is no other agent in the room to choose")
+        messages, positions = await self._messages()
+        request = ModelRequest(
+            model=self.spec.model, messages=messages,
+            system=self.spec.system_prompt() + "\n" +
+            SELECT_INSTRUCTION.format(names=", ".join(candidates)))
+        completion = await self._call(request, positions, stream=False)
+        chosen = next((c for c in candidates
+                       if addressed(c, {"text": completion.text, "mentions": []})), None)
+        if chosen is None:
+            raise SalonError(f"the moderator named none of {', '.join(candidates)}")
+        agent = directory.agent(chosen, self.actor.settings)
+        await agent.invoke.remote(self.trigger.room, self.actor.name, None)
