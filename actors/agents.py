@@ -243,6 +243,12 @@ class AgentActor:
                 log.warning("could not %s %s in a room: %s", "mute" if muted else "unmute",
                             self.name, error)
 
+    async def seen(self, room: str) -> dict[str, Any]:
+        """How far this agent has taken in ``room`` and whether it has work in hand."""
+        view = self.views.get(room)
+        busy = bool(self.queue) or (self.worker is not None and not self.worker.done())
+        return {"position": view.handled_up_to if view else 0, "busy": busy}
+
     async def ping(self) -> str:
         return "pong"
 

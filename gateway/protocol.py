@@ -117,15 +117,39 @@ class Whoami(Frame):
     type: Literal["whoami"]
 
 
+class ShowAgent(Frame):
+    type: Literal["show_agent"]
+    agent: Name
+
+
+class RedefineAgent(Frame):
+    type: Literal["redefine_agent"]
+    definition: dict[str, Any]
+
+
+class EmergencyStop(Frame):
+    type: Literal["emergency_stop"]
+    reason: Short = ""
+
+
+class SetPolicy(Frame):
+    type: Literal["set_policy"]
+    room: Name
+    mode: Literal["free", "round_robin", "selector"]
+    max_agent_streak: Annotated[int, Field(ge=0, le=50, strict=True)] = 3
+    selector: Name | None = None
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
-    | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami,
+    | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
+    | RedefineAgent | EmergencyStop | SetPolicy,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
 TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "history", "fork",
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
-         "whoami")
+         "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy")
 
 
 def request_id_of(raw: Any) -> RequestId:

@@ -12,7 +12,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from actors import directory
-from domain.agents import AgentDefinition
+from domain.definitions import AgentDefinition, build
 from domain.errors import Forbidden, Invalid, NotFound, SalonError, Unauthenticated, Unavailable
 from domain.ids import agent_id, new_id, room_id
 from domain.wire import event_frame
@@ -26,6 +26,13 @@ from projections import catalogue
 
 log = logging.getLogger(__name__)
 HISTORY_LIMIT = 100
+
+
+def _definition(raw: dict[str, Any]) -> AgentDefinition:
+    try:
+        return build(raw)
+    except ValidationError as error:
+        raise Invalid(f"agent definition: {p.describe_plain(error)}") from None
 
 
 async def call(ref: Any) -> Any:
@@ -176,13 +183,53 @@ class Session:
         return {"agents": await asyncio.to_thread(catalogue.agents, self.store)}
 
     async def do_create_agent(self, request: p.CreateAgent, user: Principal) -> dict[str, Any]:
-        try:
-            definition = AgentDefinition.model_validate(request.definition)
-        except ValidationError as error:
-            raise Invalid(f"agent definition: {p.describe_plain(error)}") from None
+        definition = _definition(request.definition)
         actor = directory.agent(definition.name, self.settings)
-        info: dict[str, Any] = await call(actor.define.remote(definition.model_dump()))
+        info: dict[str, Any] = await call(actor.define.remote(definition.model_dump(),
+                                                              user.name))
         return info
+
+    async def do_redefine_agent(self, request: p.RedefineAgent,
+                                user: Principal) -> dict[str, Any]:
+        definition = _definition(request.definition)
+        actor = await self._agent(definition.name)
+        info: dict[str, Any] = await call(actor.redefine.remote(
+            definition.model_dump(), user.name, user.is_admin))
+        return info
+
+    async def do_show_agent(self, request: p.ShowAgent, user: Principal) -> dict[str, Any]:
+        actor = await self._agent(request.agent)
+        info: dict[str, Any] = await call(actor.info.remote())
+        return info
+
+    async def do_command(self, request: p.Command, user: Principal) -> dict[str, Any]:
+        actor = await self._agent(request.agent)
+        method = getattr(actor, request.command)
+        info: dict[str, Any] = await call(method.remote(user.name, user.is_admin))
+        return {"agent": request.agent, "status": info["status"]}
+
+    async def do_emergency_stop(self, request: p.EmergencyStop,
+                                user: Principal) -> dict[str, Any]:
+        if not user.is_admin:
+            raise Forbidden("only admins may stop every agent")
+        names = [a["name"] for a in await asyncio.to_thread(catalogue.agents, self.store)]
+        reason = request.reason or f"emergency stop by {user.name}"
+        calls = [directory.agent(n, self.settings).stop.remote(user.name, True, reason)
+                 for n in names]
+        stopped = [info["name"] for info in await asyncio.gather(*(call(c) for c in calls))]
+        return {"stopped": stopped}
+
+    async def do_set_policy(self, request: p.SetPolicy, user: Principal) -> dict[str, Any]:
+        actor = await self._room(request.room)
+        position = await call(actor.set_policy.remote(request.mode, request.max_agent_streak,
+                                                      request.selector, user.name, user.is_admin))
+        return {"room": request.room, "position": position}
+
+    async def do_feedback(self, request: p.Feedback, user: Principal) -> dict[str, Any]:
+        actor, _ = await self._visible_room(request.room, user)
+        position = await call(actor.feedback.remote(user.name, request.message_id,
+                                                    request.rating, request.comment))
+        return {"room": request.room, "position": position}
 
     async def do_add_agent(self, request: p.AddAgent, user: Principal) -> dict[str, Any]:
         await self._agent(request.agent)
@@ -213,12 +260,6 @@ class Session:
         return {"user": user.name, "role": user.role}
 
     # -- parts of v1 that later issues build --------------------------------------------
-
-    async def do_feedback(self, request: p.Feedback, user: Principal) -> None:
-        raise Unavailable("feedback is not built yet (agents issue)")
-
-    async def do_command(self, request: p.Command, user: Principal) -> None:
-        raise Unavailable("agent commands (pause/resume/stop) are not built yet (agents issue)")
 
     async def do_fork(self, request: p.Fork, user: Principal) -> None:
         raise Unavailable("fork is not built yet (replay and fork issue)")

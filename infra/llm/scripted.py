@@ -4,12 +4,16 @@ It is named for what it is and never stands in silently for a real model. Each s
 reply template (``{author}``, ``{text}`` and ``{agent}`` are filled in), or a JSON object
 ``{"tool": NAME, "arguments": {...}}`` that asks to run a tool. The k-th assistant message of a
 conversation uses line k (cycling), so a reply depends only on the request.
+
+Model ``scripted-paced-S`` streams one word every S seconds (for demos of streaming and for
+exercising pause during a turn); any other model name streams at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +27,7 @@ from infra.llm.base import (
 )
 
 DEFAULT_SCRIPT = ["{agent} here. You said: \u201c{text}\u201d"]
+PACED = re.compile(r"^scripted-paced-(\d+(?:\.\d+)?)$")
 
 
 class ScriptedProvider:
@@ -61,8 +66,10 @@ class ScriptedProvider:
         """Yield the scripted reply word by word, as a real model streams tokens, then it whole."""
         completion = await self.complete(request)
         words = completion.text.split(" ") if completion.text else []
+        paced = PACED.match(request.model)
+        pause = min(float(paced.group(1)), 10.0) if paced else 0.0
         for index, word in enumerate(words):
-            await asyncio.sleep(0)
+            await asyncio.sleep(pause)
             yield Delta(text=word if index == len(words) - 1 else word + " ")
         yield completion
 
