@@ -118,6 +118,21 @@ def rooms_create(name: str, topic: str, private: bool) -> None:
     click.echo(f"created room {result['room']}")
 
 
+@rooms.command("policy")
+@click.argument("room")
+@click.option("--mode", type=click.Choice(["free", "round_robin", "selector"]), required=True,
+              help="free: agents answer when addressed (or on their interests); round_robin: "
+                   "agents take turns after each person; selector: a moderator agent picks")
+@click.option("--max-agent-streak", type=click.IntRange(0, 50), default=3, show_default=True,
+              help="agent messages in a row before agents stop answering agents")
+@click.option("--selector", default=None, help="the moderator agent, for selector mode")
+def rooms_policy(room: str, mode: str, max_agent_streak: int, selector: str | None) -> None:
+    """Set how agents take turns in ROOM (its owner or an admin)."""
+    call({"type": "set_policy", "room": room, "mode": mode,
+          "max_agent_streak": max_agent_streak, "selector": selector})
+    click.echo(f"{room}: {mode}, at most {max_agent_streak} agent messages in a row")
+
+
 @rooms.command("list")
 def rooms_list() -> None:
     """List the rooms you can see."""
@@ -131,7 +146,17 @@ def agents() -> None:
 
 @agents.command("create")
 @click.argument("name")
+@click.option("--template", default=None,
+              help="start from a template: assistant, rag_assistant, moderator, debater, "
+                   "support_agent, property_manager")
 @click.option("--role", default=None, help="who the agent is, e.g. 'a patient tutor'")
+@click.option("--goal", default=None, help="what it is trying to achieve")
+@click.option("--interest", "interests", multiple=True, help="a topic it cares about; repeatable")
+@click.option("--chattiness", type=click.FloatRange(0, 1), default=None,
+              help="0 speaks only when addressed; 1 whenever its interests come up")
+@click.option("--tool", "tools_", multiple=True, help="a tool it may use; repeatable")
+@click.option("--permission", "permissions", multiple=True,
+              help="a permission it is granted (e.g. network, code); repeatable")
 @click.option("--persona", default=None, help="more about its character and style")
 @click.option("--provider", default="scripted", show_default=True,
               help="model provider (only 'scripted' is built so far)")
@@ -140,17 +165,22 @@ def agents() -> None:
 @click.option("--script", "script", multiple=True,
               help="a scripted reply ({author}, {text}, {agent} are filled in); repeatable")
 @click.option("--room", "rooms_", multiple=True, help="add the agent to this room; repeatable")
-def agents_create(name: str, role: str | None, persona: str | None, provider: str,
+def agents_create(name: str, template: str | None, role: str | None, goal: str | None,
+                  interests: tuple[str, ...], chattiness: float | None, tools_: tuple[str, ...],
+                  permissions: tuple[str, ...], persona: str | None, provider: str,
                   model: str | None, opening_line: str | None, script: tuple[str, ...],
                   rooms_: tuple[str, ...]) -> None:
     """Create agent NAME, optionally adding it to rooms."""
     definition: dict[str, Any] = {"name": name, "provider": provider}
-    for key, value in (("role", role), ("persona", persona), ("model", model),
-                       ("opening_line", opening_line)):
+    for key, value in (("template", template), ("role", role), ("goal", goal),
+                       ("persona", persona), ("model", model), ("opening_line", opening_line),
+                       ("chattiness", chattiness)):
         if value is not None:
             definition[key] = value
-    if script:
-        definition["script"] = list(script)
+    for key, values in (("script", script), ("interests", interests), ("tools", tools_),
+                        ("permissions", permissions)):
+        if values:
+            definition[key] = list(values)
     call({"type": "create_agent", "definition": definition})
     click.echo(f"created agent {name}")
     for room in rooms_:
@@ -162,6 +192,53 @@ def agents_create(name: str, role: str | None, persona: str | None, provider: st
 def agents_list() -> None:
     """List the agents."""
     table(call({"type": "list_agents"})["agents"], ["name", "provider", "model", "role"])
+
+
+@agents.command("show")
+@click.argument("agent")
+def agents_show(agent: str) -> None:
+    """Show AGENT's status, definition and compiled system prompt."""
+    info = call({"type": "show_agent", "agent": agent})
+    click.echo(f"{info['name']} ({info['status']}, definition v{info['version']}, "
+               f"owner {info['owner_id']}, {info['turns']} turns)")
+    click.echo(json.dumps(info["definition"], indent=2))
+    click.echo("--- system prompt ---")
+    click.echo(info["system_prompt"])
+
+
+def _command(agent: str, command: str) -> None:
+    result = call({"type": "command", "agent": agent, "command": command})
+    click.echo(f"{result['agent']} is {result['status']}")
+
+
+@agents.command("pause")
+@click.argument("agent")
+def agents_pause(agent: str) -> None:
+    """Pause AGENT: its turn in flight is cancelled; it posts nothing until resumed."""
+    _command(agent, "pause")
+
+
+@agents.command("resume")
+@click.argument("agent")
+def agents_resume(agent: str) -> None:
+    """Resume a paused or stopped AGENT."""
+    _command(agent, "resume")
+
+
+@agents.command("stop")
+@click.argument("agent", required=False)
+@click.option("--all", "everyone", is_flag=True, help="emergency stop: every agent, at once")
+@click.option("--reason", default="", help="why (recorded with the stop)")
+def agents_stop(agent: str | None, everyone: bool, reason: str) -> None:
+    """Stop AGENT now, or every agent with --all (the emergency stop; admins only)."""
+    if everyone == (agent is not None):
+        click.echo("error: name one AGENT or pass --all", err=True)
+        sys.exit(2)
+    if everyone:
+        stopped = call({"type": "emergency_stop", "reason": reason})["stopped"]
+        click.echo(f"stopped {len(stopped)} agents: {', '.join(stopped) or '(none)'}")
+    else:
+        _command(str(agent), "stop")
 
 
 @agents.command("add")

@@ -106,6 +106,14 @@ async def test_salon_up_chats_stops_on_sigterm_and_keeps_history(home: Path) -> 
         assert "fern" in up.cli("agents", "list").stdout
         said = up.cli("say", "garden", "hi @fern")
         assert said.returncode == 0 and "at position" in said.stdout, said.stderr
+        shown = up.cli("agents", "show", "fern")
+        assert shown.returncode == 0 and "--- system prompt ---" in shown.stdout
+        assert up.cli("agents", "pause", "fern").stdout.strip() == "fern is paused"
+        assert up.cli("agents", "resume", "fern").stdout.strip() == "fern is active"
+        policy = up.cli("rooms", "policy", "garden", "--mode", "round_robin")
+        assert policy.returncode == 0, policy.stderr
+        halted = up.cli("agents", "stop", "--all", "--reason", "drill")
+        assert halted.returncode == 0 and "stopped 3 agents" in halted.stdout, halted.stdout
         minted = up.cli("token", "create", "bob")
         assert minted.returncode == 0 and minted.stdout.startswith("bob.")
         missing = up.cli("say", "nowhere", "hi")
@@ -125,6 +133,8 @@ async def test_salon_up_chats_stops_on_sigterm_and_keeps_history(home: Path) -> 
         assert again == transcript
         garden = await client.ok({"type": "history", "room": "garden"})
         assert any(e["event"].get("text") == "fern says hi @fern" for e in garden["events"])
+        fern = await client.ok({"type": "show_agent", "agent": "fern"})
+        assert fern["status"] == "stopped", "the emergency stop did not survive a restart"
         await client.close()
     finally:
         if up.process.poll() is None:
