@@ -52,6 +52,8 @@ class GroupCommitter:
                     # Later commands were built on the failed events: fail them and reload.
                     waiting, self._queue = batch + self._queue, []
                     await self._reset()
+                    # Commands that queued during the reload were built on the stale state too.
+                    waiting, self._queue = waiting + self._queue, []
                     for _, future in waiting:
                         if not future.done():
                             future.set_exception(error)
