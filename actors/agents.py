@@ -104,6 +104,14 @@ class AgentActor:
         await self.save()
         return await self.info()
 
+    async def import_records(self, records: list[Any]) -> int:
+        """Open this agent from an export's records, all or nothing."""
+        if self.agent is not None:
+            raise Conflict(f"agent {self.name!r} exists already in this installation")
+        await asyncio.to_thread(self.store.insert_records, self.id, records)
+        self.agent = await asyncio.to_thread(self._load)
+        return int(self._agent().version)
+
     async def info(self) -> dict[str, Any]:
         """The definition, status, owner and compiled system prompt."""
         agent = self._agent()

@@ -10,7 +10,7 @@ import ray
 from actors import directory
 from actors.commits import GroupCommitter
 from domain.agents import Agent
-from domain.errors import Conflict, Forbidden, NotFound
+from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.ids import agent_id, room_id
 from domain.rooms import Room
 from domain.wire import event_frame
@@ -35,6 +35,8 @@ class RoomActor:
         self.store = EventStore(settings.database_url, settings.snapshot_interval)
         self.bus = RoomBus(settings.redis_url)
         self.room: Room | None = self._load()
+        # Events up to here are not handed to agents (a fork's or an import's copied prefix).
+        self.agents_from = 0
         self.committer = GroupCommitter(self._save, self._deliver, self._reload)
         # Agents whose posts are refused: paused or stopped (rebuilt from their streams).
         self.muted: set[str] = self._muted_agents()
@@ -65,7 +67,8 @@ class RoomActor:
     async def _deliver(self, events: list[Any]) -> None:
         frames = [event_frame(self.name, e) for e in events]
         await self.bus.publish_events(self.name, frames)
-        if self.room is not None:
+        frames = [f for f in frames if f["position"] > self.agents_from]
+        if self.room is not None and frames:
             policy = dict(self.room.policy)
             for member in self.room.agents():
                 directory.agent(member, self.settings).on_room_events.remote(self.name, frames,
@@ -91,6 +94,58 @@ class RoomActor:
         except Exception:
             self.room = None
             raise
+
+    async def fork_from(self, parent: str, at: int, owner_id: str,
+                        is_admin: bool = False) -> int:
+        """Open this room as a fork of ``parent`` at position ``at``."""
+        if self.room is not None:
+            raise Conflict(f"room {self.name!r} exists already; pick another name for the fork")
+        events = await asyncio.to_thread(self.store.events, room_id(parent), 0, at)
+        if not events:
+            raise NotFound(_missing(parent))
+        if len(events) < at:
+            raise Invalid(f"room {parent!r} has only {len(events)} events; cannot fork at {at}")
+        head: Room | None = None
+        for e in events:
+            head = e.mutate(head)
+        assert head is not None
+        if not head.may_see(owner_id, is_admin):
+            raise Forbidden(f"room {parent!r} is private; ask its owner to add you")
+        self.room = Room.fork(self.name, events, owner_id)
+        self.agents_from = at
+        try:
+            return await self._commit()
+        except Exception:
+            self.room = None
+            raise
+
+    async def import_records(self, records: list[Any]) -> int:
+        """Open this room from an export's records, all or nothing."""
+        if self.room is not None:
+            raise Conflict(f"room {self.name!r} exists already in this installation")
+        await asyncio.to_thread(self.store.insert_records, self.id, records)
+        self.room = await asyncio.to_thread(self._load)
+        room = self._room()
+        self.agents_from = room.position
+        return room.position
+
+    async def state_at(self, position: int, member_id: str, is_admin: bool = False,
+                       ) -> dict[str, Any]:
+        """The room as it stood at ``position``: its state and transcript."""
+        room = self._room()
+        if not room.may_see(member_id, is_admin):
+            raise Forbidden(f"room {self.name!r} is private; ask its owner to add you")
+        if not 1 <= position <= room.position:
+            raise Invalid(f"position {position} is outside room {self.name!r} "
+                          f"(1..{room.position})")
+        events = await asyncio.to_thread(self.store.events, self.id, 0, position)
+        # The repository starts from the newest snapshot at or before the position.
+        past = await asyncio.to_thread(
+            lambda: self.store.app.repository.get(self.id, version=position))
+        transcript = [{"position": int(e.originator_version), "author_id": e.author_id,
+                       "text": e.text, "at": e.timestamp.isoformat()}
+                      for e in events if type(e).__name__ == "MessagePosted"]
+        return {"state": past.describe(), "transcript": transcript}
 
     async def info(self) -> dict[str, Any]:
         """Name, topic, visibility, owner, members and head position."""

@@ -52,6 +52,7 @@ class Room(Aggregate):
         self.agent_streak = 0
         self.policy: dict[str, Any] = {"mode": "free", "max_agent_streak": 3, "selector": None}
         self.round_robin = 0
+        self.forked_from: dict[str, Any] | None = None
 
     @classmethod
     def create(cls, name: str, owner_id: str, topic: str = "",
@@ -65,6 +66,51 @@ class Room(Aggregate):
         room = cls(name=name, topic=topic, visibility=visibility, owner_id=owner_id)
         room.join(owner_id, "human", "owner")
         return room
+
+    class RoomForked(Aggregate.Created):
+        """A room that begins as a copy of another room's first ``at_position`` events."""
+
+        name: str
+        topic: str
+        visibility: str
+        owner_id: str
+        parent_room_id: str
+        at_position: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.forked_from = {"room": self.parent_room_id, "at": self.at_position}
+
+    @classmethod
+    def fork(cls, name: str, parent_events: list[Any], owner_id: str) -> Room:
+        """A new room ``name`` whose stream opens with ``RoomForked`` and the parent's prefix.
+
+        ``parent_events`` are the parent's events 1..P; the fork's positions continue from P.
+        """
+        check_name(name, "room")
+        if not parent_events:
+            raise Invalid("a fork needs at least the parent's first event")
+        parent: Room | None = None
+        for e in parent_events:
+            parent = e.mutate(parent)
+        assert parent is not None
+        room = cls._create(cls.RoomForked, id=room_id(name), name=name, topic=parent.topic,
+                           visibility=parent.visibility, owner_id=parent.owner_id,
+                           parent_room_id=parent.name, at_position=parent.position)
+        for e in parent_events[1:]:
+            fields = {k: v for k, v in vars(e).items()
+                      if k not in ("originator_id", "originator_version", "timestamp")}
+            room.trigger_event(type(e), timestamp=e.timestamp, **fields)
+        if owner_id not in room.members:
+            room.join(owner_id, "human")
+        return room
+
+    def describe(self) -> dict[str, Any]:
+        """The room's state as plain data (for replay and inspection)."""
+        return {"name": self.name, "topic": self.topic, "visibility": self.visibility,
+                "owner_id": self.owner_id, "members": dict(self.members),
+                "policy": dict(self.policy), "position": self.position,
+                "archived": self.archived, "forked_from": self.forked_from,
+                "messages": len(self.message_ids)}
 
     @property
     def position(self) -> int:

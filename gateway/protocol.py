@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from domain.errors import Invalid, SalonError
 from domain.ids import NAME_PATTERN
@@ -76,8 +83,45 @@ class History(Frame):
 class Fork(Frame):
     type: Literal["fork"]
     room: Name
-    at: Annotated[int, Field(ge=1, strict=True)]
+    # v1 requires ``at``; ``message_id`` (fork just after that message) is an optional extension.
+    at: Annotated[int, Field(ge=1, strict=True)] | None = None
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     name: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_point(self) -> Fork:
+        if (self.at is None) == (self.message_id is None):
+            raise ValueError("give the fork point as either at (a position) or message_id")
+        return self
+
+
+class Replay(Frame):
+    type: Literal["replay"]
+    room: Name
+    at: Annotated[int, Field(ge=1, strict=True)]
+
+
+class AgentState(Frame):
+    type: Literal["agent_state"]
+    agent: Name
+    version: Annotated[int, Field(ge=1, strict=True)] | None = None
+
+
+class Export(Frame):
+    type: Literal["export"]
+    kind: Literal["room", "agent"]
+    name: Name
+
+
+class Diff(Frame):
+    type: Literal["diff"]
+    room: Name
+    other: Name
+
+
+class Import(Frame):
+    type: Literal["import"]
+    data: Annotated[str, StringConstraints(min_length=1)]
 
 
 # Extensions of v1 (new frame types only): what the CLI and the web page need to manage things.
@@ -143,13 +187,15 @@ class SetPolicy(Frame):
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
-    | RedefineAgent | EmergencyStop | SetPolicy,
+    | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
+    | Diff,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
 TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "history", "fork",
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
-         "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy")
+         "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
+         "agent_state", "export", "import", "diff")
 
 
 def request_id_of(raw: Any) -> RequestId:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 from importlib import resources
@@ -66,6 +67,10 @@ class Gateway:
         """Close every connection and stop listening."""
         if self.server is not None:
             self.server.close()
-            await self.server.wait_closed()
+            try:
+                # Peers that never answer the closing handshake must not hold up a shutdown.
+                await asyncio.wait_for(self.server.wait_closed(), timeout=5)
+            except TimeoutError:
+                log.warning("some WebSocket peers did not close in time; stopping anyway")
         await self.feed.stop()
 

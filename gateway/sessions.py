@@ -12,6 +12,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from actors import directory
+from domain import exports
 from domain.definitions import AgentDefinition, build
 from domain.errors import Forbidden, Invalid, NotFound, SalonError, Unauthenticated, Unavailable
 from domain.ids import agent_id, new_id, room_id
@@ -22,7 +23,7 @@ from gateway.feed import RoomFeed
 from gateway.subscriptions import Subscription
 from infra.settings import Settings
 from infra.store import EventStore
-from projections import catalogue
+from projections import catalogue, replays
 
 log = logging.getLogger(__name__)
 HISTORY_LIMIT = 100
@@ -261,5 +262,54 @@ class Session:
 
     # -- parts of v1 that later issues build --------------------------------------------
 
-    async def do_fork(self, request: p.Fork, user: Principal) -> None:
-        raise Unavailable("fork is not built yet (replay and fork issue)")
+    async def do_fork(self, request: p.Fork, user: Principal) -> dict[str, Any]:
+        _, info = await self._visible_room(request.room, user)
+        at = request.at
+        if at is None:
+            found = await asyncio.to_thread(replays.position_of, self.store, request.room,
+                                            str(request.message_id))
+            at = found
+        name = request.name or f"{request.room[:40]}-fork-{new_id()[:8]}"
+        actor = directory.room(name, self.settings)
+        position = await call(actor.fork_from.remote(request.room, at, user.name,
+                                                     user.is_admin))
+        return {"room": name, "at": at, "position": position}
+
+    async def do_replay(self, request: p.Replay, user: Principal) -> dict[str, Any]:
+        actor = await self._room(request.room)
+        past: dict[str, Any] = await call(actor.state_at.remote(request.at, user.name,
+                                                                user.is_admin))
+        return past
+
+    async def do_agent_state(self, request: p.AgentState, user: Principal) -> dict[str, Any]:
+        await self._agent(request.agent)
+        return await asyncio.to_thread(replays.agent_at, self.store, request.agent,
+                                       request.version)
+
+    async def do_diff(self, request: p.Diff, user: Principal) -> dict[str, Any]:
+        for room in (request.room, request.other):
+            await self._visible_room(room, user)
+        return await asyncio.to_thread(replays.diff, self.store, request.room, request.other)
+
+    async def do_export(self, request: p.Export, user: Principal) -> dict[str, Any]:
+        if request.kind == "room":
+            await self._visible_room(request.name, user)
+        else:
+            owner = (await call((await self._agent(request.name)).info.remote()))["owner_id"]
+            if owner != user.name and not user.is_admin:
+                raise Forbidden(f"only the owner of agent {request.name!r} or an admin "
+                                "may export it")
+        data = await asyncio.to_thread(replays.export, self.store, request.kind, request.name)
+        return {"kind": request.kind, "name": request.name, "data": data}
+
+    async def do_import(self, request: p.Import, user: Principal) -> dict[str, Any]:
+        if not user.is_admin:
+            raise Forbidden("only admins import rooms and agents")
+        kind, name, records = exports.read(request.data)
+        if kind == "room":
+            actor = directory.room(name, self.settings)
+            position = await call(actor.import_records.remote(records))
+        else:
+            actor = directory.agent(name, self.settings)
+            position = await call(actor.import_records.remote(records))
+        return {"kind": kind, "name": name, "position": position}

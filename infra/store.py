@@ -8,11 +8,12 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.utils import get_topic, resolve_topic
 from psycopg.conninfo import conninfo_to_dict
 
-from domain.errors import Conflict, NotFound
+from domain.errors import Conflict, Invalid, NotFound
+from domain.exports import Record
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -85,6 +86,28 @@ class EventStore:
         if newest:
             listed.reverse()
         return listed
+
+    def records(self, aggregate_id: UUID) -> list[Record]:
+        """The stream's stored events as export records (version, topic, JSON state)."""
+        stored = self.app.recorder.select_events(aggregate_id)
+        return [Record(e.originator_version, e.topic, bytes(e.state).decode())
+                for e in stored]
+
+    def insert_records(self, aggregate_id: UUID, records: list[Record]) -> None:
+        """Append a whole stream in one transaction: all of it or (on any error) none."""
+        stored = [StoredEvent(originator_id=aggregate_id, originator_version=r.version,
+                              topic=r.topic, state=r.state.encode()) for r in records]
+        for record in stored:
+            try:
+                resolve_topic(record.topic)
+                self.app.mapper.to_domain_event(record)
+            except Exception as error:  # noqa: BLE001 - any undecodable event refuses the file
+                raise Invalid(f"event {record.originator_version} cannot be read by this "
+                              f"Salon ({type(error).__name__}: {error})") from None
+        try:
+            self.app.recorder.insert_events(stored)
+        except IntegrityError:
+            raise Conflict("that stream exists already in this installation") from None
 
     def states_of(self, event_class: type[Any]) -> list[tuple[UUID, int, dict[str, Any]]]:
         """(stream id, version, decoded state) of every recorded event of one class."""

@@ -263,6 +263,76 @@ def say(room: str, text: str, reply_to: str | None) -> None:
     click.echo(f"posted {result['message_id']} at position {result['position']}")
 
 
+@main.command()
+@click.argument("room")
+@click.option("--at", "at", type=click.IntRange(min=1), required=True,
+              help="the position to look at")
+def replay(room: str, at: int) -> None:
+    """Show ROOM as it stood at position --at: its state and transcript."""
+    past = call({"type": "replay", "room": room, "at": at})
+    state = past["state"]
+    click.echo(f"{state['name']} at position {state['position']}: {len(state['members'])} "
+               f"members, policy {state['policy']['mode']}"
+               + (f", forked from {state['forked_from']['room']} at "
+                  f"{state['forked_from']['at']}" if state["forked_from"] else ""))
+    for line in past["transcript"]:
+        click.echo(f"{line['position']:>6}  {line['author_id']}: {line['text']}")
+
+
+@main.command()
+@click.argument("room")
+@click.option("--at", "at", type=click.IntRange(min=1), default=None,
+              help="fork after this position")
+@click.option("--message", "message_id", default=None, help="fork just after this message id")
+@click.option("--name", default=None, help="name of the new room (default ROOM-fork-xxxx)")
+def fork(room: str, at: int | None, message_id: str | None, name: str | None) -> None:
+    """Open a new room that starts as ROOM up to a position (or a message)."""
+    frame: dict[str, Any] = {"type": "fork", "room": room}
+    for key, value in (("at", at), ("message_id", message_id), ("name", name)):
+        if value is not None:
+            frame[key] = value
+    result = call(frame)
+    click.echo(f"forked {room} at {result['at']} into {result['room']}")
+
+
+@main.command()
+@click.argument("room")
+@click.argument("other")
+def diff(room: str, other: str) -> None:
+    """Show where ROOM and OTHER (say, a room and its fork) part."""
+    result = call({"type": "diff", "room": room, "other": other})
+    click.echo(f"shared up to position {result['shared_up_to']}")
+    for label, key in ((room, "room_only"), (other, "other_only")):
+        click.echo(f"--- only in {label} ---")
+        for e in result[key]:
+            detail = f"{e.get('author_id')}: {e.get('text')}" if "text" in e else e["kind"]
+            click.echo(f"{e['position']:>6}  {detail}")
+
+
+@main.command("export")
+@click.argument("kind", type=click.Choice(["room", "agent"]))
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="write here instead of standard output")
+def export_(kind: str, name: str, output: str | None) -> None:
+    """Export a room or an agent as JSONL with a schema version and checksums."""
+    data = call({"type": "export", "kind": kind, "name": name})["data"]
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(data)
+        click.echo(f"wrote {kind} {name} to {output}")
+    else:
+        click.echo(data, nl=False)
+
+
+@main.command("import")
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+def import_(path: Any) -> None:
+    """Import an export file (all of it or nothing; damaged files are refused)."""
+    result = call({"type": "import", "data": path.read()})
+    click.echo(f"imported {result['kind']} {result['name']} ({result['position']} events)")
+
+
 @main.group()
 def token() -> None:
     """Issue login tokens."""

@@ -1,0 +1,131 @@
+"""Replay, fork, diff, export and import through protocol v1 on the real stack."""
+
+from __future__ import annotations
+
+import random
+
+import ray
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain import exports
+from domain.errors import Invalid
+from domain.ids import room_id
+from domain.rooms import Room
+from salon.platform import Platform, Running
+from tests.clients import Client
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_state_replayed_at_random_positions_equals_the_state_built_up_to_them(
+        seed: int) -> None:
+    rng = random.Random(seed)
+    room = Room.create("big", "alice")
+    for member in ("bo", "cy"):
+        room.join(member, "human")
+    states: dict[int, dict] = {}
+    while room.position < 1_000:
+        author = rng.choice(["alice", "bo", "cy"])
+        roll = rng.random()
+        if roll < 0.02 and room.message_ids:
+            room.give_feedback(rng.choice(list(room.message_ids)), author, 1)
+        elif roll < 0.03:
+            room.set_policy(rng.choice(["free", "round_robin"]), rng.randint(0, 5))
+        else:
+            room.post(author, f"m{room.position}", client_msg_id=rng.choice([None, "k1", "k2"]))
+        states[room.position] = room.describe()
+    events = room.collect_events()
+    for position in rng.sample(sorted(states), 10):
+        past = None
+        for e in events[:position]:
+            past = e.mutate(past)
+        assert past is not None and past.describe() == states[position]
+
+
+async def test_a_fork_is_independent_and_continues_from_its_point(salon: Running,
+                                                                 name: str) -> None:
+    client = await Client.open(salon.ws_url, salon.admin_token)
+    await client.ok({"type": "create_room", "name": name})
+    for i in range(5):
+        await client.ok({"type": "say", "room": name, "text": f"m{i}"})
+    head = (await client.ok({"type": "history", "room": name, "limit": 1}))["events"][-1]
+    forked = await client.ok({"type": "fork", "room": name, "at": 5, "name": f"{name}-f"})
+    fork = forked["room"]
+    assert forked["position"] == 5
+    in_parent = await client.ok({"type": "say", "room": name, "text": "parent only"})
+    in_fork = await client.ok({"type": "say", "room": fork, "text": "fork only"})
+    assert in_fork["position"] == 6 and in_parent["position"] == head["position"] + 1
+    parent = [e["event"].get("text") for e in
+              (await client.ok({"type": "history", "room": name}))["events"]]
+    child = (await client.ok({"type": "history", "room": fork}))["events"]
+    assert "fork only" not in parent and parent[-1] == "parent only"
+    assert child[0]["event"]["kind"] == "room_forked"
+    assert child[0]["event"]["parent_room_id"] == name and child[0]["event"]["at_position"] == 5
+    assert [e["event"].get("text") for e in child[2:]] == ["m0", "m1", "m2", "fork only"]
+    grandchild = await client.ok({"type": "fork", "room": fork, "at": 6})
+    assert grandchild["room"].startswith(f"{name}-f-fork-")
+    parted = await client.ok({"type": "diff", "room": name, "other": fork})
+    assert parted["shared_up_to"] == 5
+    assert [e["text"] for e in parted["other_only"]] == ["fork only"]
+    past = await client.ok({"type": "replay", "room": name, "at": 4})
+    assert past["state"]["position"] == 4
+    assert [m["text"] for m in past["transcript"]] == ["m0", "m1"]
+    too_far = await client.request({"type": "fork", "room": name, "at": 999})
+    assert too_far["code"] == "invalid"
+    by_message = await client.ok({"type": "fork", "room": name,
+                                  "message_id": in_parent["message_id"]})
+    assert by_message["at"] == in_parent["position"]
+    await client.close()
+
+
+async def test_export_then_import_gives_the_same_transcript_and_tampering_is_refused(
+        salon: Running, platform: Platform, name: str) -> None:
+    client = await Client.open(salon.ws_url, salon.admin_token)
+    await client.ok({"type": "create_room", "name": name})
+    for i in range(4):
+        await client.ok({"type": "say", "room": name, "text": f"line {i} \u00e9"})
+    exported = await client.ok({"type": "export", "kind": "room", "name": name})
+    data = exported["data"]
+    before = (await client.ok({"type": "history", "room": name}))["events"]
+
+    # A fresh installation is simulated by removing the stream from this one's database.
+    with platform.store.app.recorder.datastore.get_connection() as conn:
+        conn.execute("DELETE FROM salon_events WHERE originator_id = %s", (room_id(name),))
+        conn.execute("DELETE FROM salon_snapshots WHERE originator_id = %s", (room_id(name),))
+        conn.commit()
+    ray.kill(ray.get_actor(f"room:{name}", namespace=salon.settings.namespace), no_restart=True)
+
+    altered = data.replace("line 2", "line X")
+    refused = await client.request({"type": "import", "data": altered})
+    assert refused["code"] == "invalid" and "line 6 fails its checksum" in refused["message"]
+    assert not platform.store.exists(room_id(name)), "a refused import wrote something"
+    for broken in (data[:-40], "\n".join(data.splitlines()[:3] + data.splitlines()[4:])):
+        assert (await client.request({"type": "import", "data": broken}))["code"] == "invalid"
+
+    imported = await client.ok({"type": "import", "data": data})
+    assert imported == {"kind": "room", "name": name, "position": before[-1]["position"]}
+    after = (await client.ok({"type": "history", "room": name}))["events"]
+    assert after == before
+    again = await client.request({"type": "import", "data": data})
+    assert again["code"] == "conflict"
+    await client.close()
+
+
+def test_every_single_altered_byte_is_detected() -> None:
+    room = Room.create("r", "alice")
+    room.post("alice", "hello")
+    records = [exports.Record(e.originator_version, type(e).__qualname__, str(vars(e)))
+               for e in room.collect_events()]
+    text = exports.write("room", "r", records)
+    assert exports.read(text)[2] == records
+    rng = random.Random(7)
+    for index in rng.sample(range(len(text) - 1), 40):
+        if text[index] == "\n":
+            continue
+        changed = text[:index] + chr((ord(text[index]) + 1) % 128 or 65) + text[index + 1:]
+        try:
+            exports.read(changed)
+        except Invalid:
+            continue
+        raise AssertionError(f"a change at byte {index} went unnoticed")
