@@ -69,7 +69,7 @@ class RoomActor:
         await self.bus.publish_events(self.name, frames)
         frames = [f for f in frames if f["position"] > self.agents_from]
         if self.room is not None and frames:
-            policy = dict(self.room.policy)
+            policy = self.room.rules()
             for member in self.room.agents():
                 directory.agent(member, self.settings).on_room_events.remote(self.name, frames,
                                                                              policy)
@@ -118,6 +118,26 @@ class RoomActor:
         except Exception:
             self.room = None
             raise
+
+    async def start_rerun(self, source: str) -> int:
+        """Mark this (freshly forked) room as a deterministic re-run of ``source``."""
+        self._room().start_rerun(source)
+        return await self._commit()
+
+    async def override_agent(self, agent: str, changes: dict[str, Any], by: str,
+                             is_admin: bool = False) -> int:
+        """Run ``agent`` with changed definition fields in this room only (owner or admin)."""
+        room = self._room()
+        if by != room.owner_id and by not in room.members and not is_admin:
+            raise Forbidden(f"only members of room {self.name!r} may change its agents")
+        room.override_agent(agent, changes)
+        return await self._commit()
+
+    async def replay_join(self, member_id: str, kind: str, role: str) -> int:
+        """Re-run step: a member joins as they did in the recording."""
+        room = self._room()
+        room.join(member_id, kind, role)
+        return await self._commit()
 
     async def import_records(self, records: list[Any]) -> int:
         """Open this room from an export's records, all or nothing."""

@@ -8,12 +8,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from actors import directory
+from actors.recordings import Recording, ReplayProvider
 from actors.toolbox import Toolbox
+from domain.definitions import build
 from domain.errors import SalonError
 from domain.ids import room_id
 from domain.turns import Trigger, addressed
 from domain.wire import kind_of
-from infra.llm import ChatMessage, Completion, ModelRequest, provider_for
+from infra.llm import ChatMessage, Completion, ModelRequest, Provider, provider_for
 from memory.context import ContextMessage, last_n
 
 if TYPE_CHECKING:
@@ -36,7 +38,13 @@ class TurnRunner:
         self.turn_id = turn_id
         self.trigger = trigger
         self.agent = actor._agent()
-        self.spec = self.agent.spec
+        rules = actor._view(trigger.room).policy
+        override = (rules.get("overrides") or {}).get(actor.name)
+        # A what-if room may run this agent with other definition fields (model, persona, …).
+        self.spec = build({**self.agent.definition, **override}) if override else self.agent.spec
+        source = rules.get("rerun_of")
+        self.recording = Recording(actor.store, actor.name, str(source), trigger.room) \
+            if source else None
 
     async def publish(self, kind: str, **fields: Any) -> None:
         await self.actor.bus.publish_ephemeral(self.trigger.room, kind, agent=self.actor.name,
@@ -106,7 +114,8 @@ class TurnRunner:
     # -- model and tools ----------------------------------------------------------------
 
     async def _call(self, request: ModelRequest, positions: list[int], stream: bool) -> Completion:
-        provider = provider_for(self.spec)
+        provider: Provider = ReplayProvider(self.recording) if self.recording else \
+            provider_for(self.spec)
         started = time.perf_counter()
         completion: Completion | None = None
         async for item in provider.stream(request):
@@ -146,7 +155,8 @@ class TurnRunner:
             messages.append(ChatMessage(role="assistant", content=completion.text,
                                         tool_calls=completion.tool_calls))
             for call in completion.tool_calls:
-                outcome = await toolbox.execute(call.name, call.arguments)
+                outcome = self.recording.next_tool(call.name) if self.recording else \
+                    await toolbox.execute(call.name, call.arguments)
                 self.agent.record_tool_call(self.turn_id, call.name, call.arguments,
                                             outcome["result"], outcome["status"],
                                             outcome["duration_ms"])

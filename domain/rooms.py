@@ -53,6 +53,8 @@ class Room(Aggregate):
         self.policy: dict[str, Any] = {"mode": "free", "max_agent_streak": 3, "selector": None}
         self.round_robin = 0
         self.forked_from: dict[str, Any] | None = None
+        self.rerun_of: str | None = None
+        self.overrides: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def create(cls, name: str, owner_id: str, topic: str = "",
@@ -104,12 +106,39 @@ class Room(Aggregate):
             room.join(owner_id, "human")
         return room
 
+    def start_rerun(self, source: str) -> None:
+        """Mark this room as a deterministic re-run of ``source`` (agents replay recordings)."""
+        if self.rerun_of is not None:
+            raise Conflict(f"room {self.name!r} already re-runs {self.rerun_of!r}")
+        self._rerun_started(source_room=source)
+
+    @event("RerunStarted")
+    def _rerun_started(self, source_room: str) -> None:
+        self.rerun_of = source_room
+
+    def override_agent(self, agent: str, changes: dict[str, Any]) -> None:
+        """In this room only, run ``agent`` with some definition fields changed (what-ifs)."""
+        if self.members.get(agent, {}).get("kind") != "agent":
+            raise NotFound(f"agent {agent!r} is not in room {self.name!r}")
+        if "name" in changes:
+            raise Invalid("an override cannot rename the agent")
+        self._agent_overridden(agent=agent, changes=dict(changes))
+
+    @event("AgentOverridden")
+    def _agent_overridden(self, agent: str, changes: dict[str, Any]) -> None:
+        self.overrides[agent] = {**self.overrides.get(agent, {}), **changes}
+
+    def rules(self) -> dict[str, Any]:
+        """What agents need to know of this room to decide and act: policy, re-run, overrides."""
+        return {**self.policy, "rerun_of": self.rerun_of, "overrides": dict(self.overrides)}
+
     def describe(self) -> dict[str, Any]:
         """The room's state as plain data (for replay and inspection)."""
         return {"name": self.name, "topic": self.topic, "visibility": self.visibility,
                 "owner_id": self.owner_id, "members": dict(self.members),
                 "policy": dict(self.policy), "position": self.position,
                 "archived": self.archived, "forked_from": self.forked_from,
+                "rerun_of": self.rerun_of, "overrides": dict(self.overrides),
                 "messages": len(self.message_ids)}
 
     @property

@@ -119,6 +119,19 @@ class Diff(Frame):
     other: Name
 
 
+class Rerun(Frame):
+    type: Literal["rerun"]
+    room: Name
+    name: Name | None = None
+
+
+class Override(Frame):
+    type: Literal["override"]
+    room: Name
+    agent: Name
+    changes: dict[str, Any]
+
+
 class Import(Frame):
     type: Literal["import"]
     data: Annotated[str, StringConstraints(min_length=1)]
@@ -188,14 +201,14 @@ Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
-    | Diff,
+    | Diff | Rerun | Override,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
 TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "history", "fork",
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
          "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
-         "agent_state", "export", "import", "diff")
+         "agent_state", "export", "import", "diff", "rerun", "override")
 
 
 def request_id_of(raw: Any) -> RequestId:

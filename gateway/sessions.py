@@ -11,10 +11,18 @@ from ray.exceptions import RayActorError, RayTaskError
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from actors import directory
+from actors import directory, reruns
 from domain import exports
 from domain.definitions import AgentDefinition, build
-from domain.errors import Forbidden, Invalid, NotFound, SalonError, Unauthenticated, Unavailable
+from domain.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    SalonError,
+    Unauthenticated,
+    Unavailable,
+)
 from domain.ids import agent_id, new_id, room_id
 from domain.wire import event_frame
 from gateway import protocol as p
@@ -301,6 +309,26 @@ class Session:
                                 "may export it")
         data = await asyncio.to_thread(replays.export, self.store, request.kind, request.name)
         return {"kind": request.kind, "name": request.name, "data": data}
+
+    async def do_rerun(self, request: p.Rerun, user: Principal) -> dict[str, Any]:
+        if not user.is_admin:
+            raise Forbidden("only admins re-run rooms (a re-run posts as the recorded people)")
+        await self._visible_room(request.room, user)
+        target = request.name or f"{request.room[:40]}-rerun-{new_id()[:8]}"
+        if await asyncio.to_thread(self.store.exists, room_id(target)):
+            raise Conflict(f"room {target!r} exists already; pick another name")
+        result: dict[str, Any] = await call(
+            reruns.rerun(self.settings, self.store, request.room, target, user.name))
+        return result
+
+    async def do_override(self, request: p.Override, user: Principal) -> dict[str, Any]:
+        actor = await self._room(request.room)
+        info = await call((await self._agent(request.agent)).info.remote())
+        changes = dict(request.changes)
+        _definition({**info["definition"], **changes})  # the result must still be valid
+        position = await call(actor.override_agent.remote(request.agent, changes, user.name,
+                                                          user.is_admin))
+        return {"room": request.room, "agent": request.agent, "position": position}
 
     async def do_import(self, request: p.Import, user: Principal) -> dict[str, Any]:
         if not user.is_admin:

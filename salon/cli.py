@@ -285,14 +285,48 @@ def replay(room: str, at: int) -> None:
               help="fork after this position")
 @click.option("--message", "message_id", default=None, help="fork just after this message id")
 @click.option("--name", default=None, help="name of the new room (default ROOM-fork-xxxx)")
-def fork(room: str, at: int | None, message_id: str | None, name: str | None) -> None:
+@click.option("--override", "overrides", multiple=True, metavar="AGENT.FIELD=VALUE",
+              help="what-if: run AGENT with FIELD changed in the fork only (e.g. "
+                   "bot.model=gpt-4o); repeatable")
+def fork(room: str, at: int | None, message_id: str | None, name: str | None,
+         overrides: tuple[str, ...]) -> None:
     """Open a new room that starts as ROOM up to a position (or a message)."""
+    changes: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        target, eq, value = item.partition("=")
+        agent, dot, field = target.partition(".")
+        if not eq or not dot or not agent or not field:
+            click.echo(f"error: --override {item!r} is not AGENT.FIELD=VALUE", err=True)
+            sys.exit(2)
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        changes.setdefault(agent, {})[field] = parsed
     frame: dict[str, Any] = {"type": "fork", "room": room}
-    for key, value in (("at", at), ("message_id", message_id), ("name", name)):
-        if value is not None:
-            frame[key] = value
+    for key, val in (("at", at), ("message_id", message_id), ("name", name)):
+        if val is not None:
+            frame[key] = val
     result = call(frame)
     click.echo(f"forked {room} at {result['at']} into {result['room']}")
+    for agent, fields in changes.items():
+        call({"type": "override", "room": result["room"], "agent": agent, "changes": fields})
+        click.echo(f"  {agent} runs with {', '.join(fields)} changed there")
+
+
+@main.command()
+@click.argument("room")
+@click.option("--name", default=None, help="name of the new room (default ROOM-rerun-xxxx)")
+def rerun(room: str, name: str | None) -> None:
+    """Re-run ROOM from its recording: agents replay what they said and what tools returned."""
+    frame: dict[str, Any] = {"type": "rerun", "room": room}
+    if name:
+        frame["name"] = name
+    result = call(frame)
+    same = "identical" if result["transcript_equal"] else "DIFFERENT"
+    click.echo(f"re-ran {room} into {result['room']}: transcript {same}")
+    if not result["transcript_equal"]:
+        sys.exit(1)
 
 
 @main.command()

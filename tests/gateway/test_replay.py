@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from domain import exports
 from domain.errors import Invalid
-from domain.ids import room_id
+from domain.ids import agent_id, room_id
 from domain.rooms import Room
 from salon.platform import Platform, Running
 from tests.clients import Client
@@ -129,3 +129,66 @@ def test_every_single_altered_byte_is_detected() -> None:
         except Invalid:
             continue
         raise AssertionError(f"a change at byte {index} went unnoticed")
+
+
+async def test_a_recorded_three_agent_conversation_with_tools_reruns_identically(
+        salon: Running, platform: Platform, name: str) -> None:
+    from tests.gateway.test_agents import room_with_agents, settle
+
+    a, b, c = (f"{name}-{n}" for n in ("a", "b", "c"))
+    calc = '{"tool": "calculator", "arguments": {"expression": "6*7"}}'
+    client = await room_with_agents(
+        salon, name,
+        {"name": a, "tools": ["calculator"], "script": [calc, f"{a}: it is {{result}} @{b}"]},
+        {"name": b, "script": [f"{b} agrees with {{author}} @{c}"]},
+        {"name": c, "opening_line": f"{c} is here", "script": [f"{c} closes: {{text}}"]})
+    await client.ok({"type": "set_policy", "room": name, "mode": "free", "max_agent_streak": 5})
+    await settle(client, name, platform, [a, b, c])
+    await client.ok({"type": "say", "room": name, "text": f"@{a} what is six times seven?"})
+    await settle(client, name, platform, [a, b, c])
+    await client.ok({"type": "say", "room": name, "text": "thanks all"})
+    await settle(client, name, platform, [a, b, c])
+    source = [(m["author_id"], m["text"]) for m in client.messages(name)]
+    assert source[0][0] == c and {a, b, c, "admin"} == {author for author, _ in source}
+    tools = [e for e in platform.store.events(agent_id(a))
+             if type(e).__name__ == "ToolExecuted"]
+    assert tools and tools[0].tool == "calculator"
+
+    # Any real model call would now fail: every agent points at a closed local port.
+    for agent in (a, b, c):
+        shown = await client.ok({"type": "show_agent", "agent": agent})
+        await client.ok({"type": "redefine_agent", "definition": {
+            **shown["definition"], "provider": "openai-compatible", "model": "offline",
+            "base_url": "http://127.0.0.1:9/v1"}})
+    result = await client.ok({"type": "rerun", "room": name, "name": f"{name}-again"})
+    assert result["transcript_equal"] is True
+    history = await client.ok({"type": "history", "room": f"{name}-again", "limit": 500})
+    again = [(e["event"]["author_id"], e["event"]["text"]) for e in history["events"]
+             if e["event"]["kind"] == "message_posted"]
+    assert again == source
+    await client.close()
+
+
+async def test_a_counterfactual_fork_runs_an_agent_with_another_definition(
+        salon: Running, platform: Platform, name: str) -> None:
+    from tests.gateway.test_agents import by, room_with_agents, settle
+
+    bot = f"{name}-bot"
+    client = await room_with_agents(salon, name, {"name": bot, "script": ["plan A"]})
+    await client.ok({"type": "say", "room": name, "text": f"@{bot} which plan?"})
+    await settle(client, name, platform, [bot])
+    head = (await client.ok({"type": "history", "room": name, "limit": 1}))["events"][-1]
+    what_if = (await client.ok({"type": "fork", "room": name, "at": head["position"]}))["room"]
+    await client.ok({"type": "override", "room": what_if, "agent": bot,
+                     "changes": {"script": ["plan B"], "model": "scripted-other"}})
+    bad = await client.request({"type": "override", "room": what_if, "agent": bot,
+                                "changes": {"chattiness": 7}})
+    assert bad["code"] == "invalid"
+    await client.ok({"type": "join", "room": what_if, "since": 0})
+    await client.ok({"type": "say", "room": what_if, "text": f"@{bot} and now?"})
+    await client.ok({"type": "say", "room": name, "text": f"@{bot} and now?"})
+    await settle(client, what_if, platform, [bot])
+    await settle(client, name, platform, [bot])
+    assert by(client, what_if, bot)[-1] == "plan B"
+    assert by(client, name, bot) == ["plan A", "plan A"]
+    await client.close()
