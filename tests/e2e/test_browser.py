@@ -68,6 +68,21 @@ async def test_a_person_talks_to_an_agent_in_the_browser(
                 await page.screenshot(path=str(shot), full_page=True)
                 assert shot.stat().st_size > 0
                 assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+                # The timeline shows the room as it stood before the reply, then forks there.
+                mine_at = await messages.locator(f'.message[data-author="{me}"]'
+                                                 ).get_attribute("data-position")
+                await page.locator("#timeline").fill(str(mine_at))
+                await expect(page.locator("#timeline-label")).to_have_text(
+                    f"As it stood at position {mine_at}")
+                await expect(reply).to_be_hidden()
+                await expect(mine).to_be_visible()
+                await page.locator("#fork-here").click()
+                await expect(page.locator("#room-title")).to_contain_text(f"{name}-fork-",
+                                                                          timeout=TIMEOUT_MS)
+                await expect(mine).to_have_text(said)
+                await expect(messages.locator(f'.message[data-author="{bot}"]')).to_have_count(0)
+                await expect(page.locator("#timeline-label")).to_have_text("Live")
                 assert errors == []
             finally:
                 await browser.close()
