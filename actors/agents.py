@@ -37,17 +37,22 @@ def manners_of(spec: AgentDefinition) -> Manners:
                    idle_after_seconds=spec.idle_after_seconds, every_seconds=spec.every_seconds)
 
 
-@ray.remote
-class AgentActor:
-    """Queues triggers and runs one turn at a time, recording every step as an event."""
+class AgentCore:
+    """Queues triggers and runs one turn at a time, recording every step as an event.
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    Runs as its own Ray actor (``AgentActor``) or, when many agents must share processes,
+    inside an ``AgentHost`` (see hosts.py); either way it is the only writer of its stream.
+    """
+
+    def __init__(self, name: str, settings: Settings, store: EventStore | None = None,
+                 bus: RoomBus | None = None) -> None:
         self.name = name
         self.settings = settings
         self.id = agent_id(name)
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
-        self.store = EventStore(settings.database_url, settings.snapshot_interval)
-        self.bus = RoomBus(settings.redis_url)
+        # A host shares one store and one bus among its agents.
+        self.store = store or EventStore(settings.database_url, settings.snapshot_interval)
+        self.bus = bus or RoomBus(settings.redis_url)
         self.clock: Callable[[], float] = time.time
         self.agent: Agent | None = self._load()
         self.views: dict[str, RoomView] = {}
@@ -268,3 +273,6 @@ def _validated(definition: dict[str, Any]) -> AgentDefinition:
         raise
     except ValueError as error:
         raise Invalid(f"agent definition: {error}") from None
+
+
+AgentActor = ray.remote(AgentCore)

@@ -30,7 +30,14 @@ def room(name: str, settings: Settings) -> Any:
 
 
 def agent(name: str, settings: Settings) -> Any:
-    """The actor of agent ``name``, activated if it is not running."""
+    """The actor of agent ``name`` (or its place on a shared host), activated if needed."""
+    if settings.agent_hosts > 0:
+        from actors.hosts import AgentHost, HostedAgent, host_index
+
+        index = host_index(name, settings.agent_hosts)
+        host = AgentHost.options(**_options("agent-host", str(index), settings)).remote(
+            index, settings)
+        return HostedAgent(host, name)
     from actors.agents import AgentActor
 
     return AgentActor.options(**_options("agent", name, settings)).remote(name, settings)

@@ -8,13 +8,13 @@ from domain.definitions import AgentDefinition
 from infra.llm import ToolSpec
 
 if TYPE_CHECKING:
-    from actors.agents import AgentActor
+    from actors.agents import AgentCore
 
 
 class Toolbox:
     """Offers an agent its allowed tools and runs their calls; outcomes never raise."""
 
-    def __init__(self, actor: AgentActor, spec: AgentDefinition, room: str) -> None:
+    def __init__(self, actor: AgentCore, spec: AgentDefinition, room: str) -> None:
         self.actor = actor
         self.spec = spec
         self.room = room

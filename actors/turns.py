@@ -19,7 +19,7 @@ from infra.llm import ChatMessage, Completion, ModelRequest, Provider, provider_
 from memory.context import ContextMessage, last_n
 
 if TYPE_CHECKING:
-    from actors.agents import AgentActor
+    from actors.agents import AgentCore
 
 SELECT_INSTRUCTION = ("You moderate this room. Choose who speaks next. Answer with exactly one "
                       "name from: {names}.")
@@ -33,7 +33,7 @@ NUDGES = {
 class TurnRunner:
     """Runs one turn for an agent actor and records TurnStarted … TurnCompleted/TurnFailed."""
 
-    def __init__(self, actor: AgentActor, turn_id: str, trigger: Trigger) -> None:
+    def __init__(self, actor: AgentCore, turn_id: str, trigger: Trigger) -> None:
         self.actor = actor
         self.turn_id = turn_id
         self.trigger = trigger

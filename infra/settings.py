@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8765, ge=0, le=65535)
     namespace: str = Field(default="salon", description="Ray namespace of the actors")
     snapshot_interval: int = Field(default=100, ge=2)
+    agent_hosts: int = Field(default=0, ge=0, le=256,
+                             description="0: one process per agent; N: agents share N hosts")
     demo: bool = Field(default=True, description="open a demo room with two agents on `up`")
     max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
