@@ -214,6 +214,18 @@ class RoomActor:
         await self.committer.commit(room.collect_events())
         return {"message_id": message_id, "position": position}
 
+    async def open_direct(self, sender: str, sender_kind: str, recipient: str,
+                          recipient_kind: str) -> int:
+        """Open (once) this private room of two members for direct messages."""
+        if self.room is None:
+            self.room = Room.create(self.name, sender, topic=f"direct: {sender} and {recipient}",
+                                    visibility="private", owner_kind=sender_kind)
+        room = self.room
+        if sender not in room.members:
+            raise Forbidden(f"{sender} is not part of direct room {self.name!r}")
+        room.join(recipient, recipient_kind)
+        return await self._commit()
+
     async def set_muted(self, agent: str, muted: bool) -> int:
         """Refuse (or accept again) an agent's posts; returns once earlier posts are saved."""
         if muted:

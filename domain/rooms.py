@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Literal
 from uuid import UUID
@@ -58,7 +59,7 @@ class Room(Aggregate):
 
     @classmethod
     def create(cls, name: str, owner_id: str, topic: str = "",
-               visibility: str = "public") -> Room:
+               visibility: str = "public", owner_kind: str = "human") -> Room:
         """Validate and open a new room owned by ``owner_id``."""
         check_name(name, "room")
         if visibility not in ("public", "private"):
@@ -66,7 +67,7 @@ class Room(Aggregate):
         if len(topic) > MAX_TOPIC:
             raise Invalid(f"a room topic has at most {MAX_TOPIC} characters, got {len(topic)}")
         room = cls(name=name, topic=topic, visibility=visibility, owner_id=owner_id)
-        room.join(owner_id, "human", "owner")
+        room.join(owner_id, owner_kind, "owner")
         return room
 
     class RoomForked(Aggregate.Created):
@@ -280,6 +281,12 @@ class Room(Aggregate):
     @event("RoomArchived")
     def _archived(self) -> None:
         self.archived = True
+
+
+def direct_room_name(a: str, b: str) -> str:
+    """The private room where ``a`` and ``b`` write to each other (the same both ways)."""
+    pair = "\x1f".join(sorted((a, b)))
+    return "dm-" + hashlib.sha256(pair.encode()).hexdigest()[:20]
 
 
 def check_room_name(name: str) -> str:
