@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import ray
@@ -17,6 +18,9 @@ from domain.wire import event_frame
 from infra.bus import RoomBus
 from infra.settings import Settings
 from infra.store import EventStore
+
+RERUN_TURN_SECONDS = 30.0
+log = logging.getLogger(__name__)
 
 
 def _missing(name: str) -> str:
@@ -37,6 +41,10 @@ class RoomActor:
         self.room: Room | None = self._load()
         # Events up to here are not handed to agents (a fork's or an import's copied prefix).
         self.agents_from = 0
+        # In a re-run, agents' messages are let through in the order they had in the recording.
+        self.rerun_order: list[str] | None = None
+        self.rerun_next = 0
+        self.rerun_turn = asyncio.Condition()
         self.committer = GroupCommitter(self._save, self._deliver, self._reload)
         # Agents whose posts are refused: paused or stopped (rebuilt from their streams).
         self.muted: set[str] = self._muted_agents()
@@ -118,6 +126,24 @@ class RoomActor:
         except Exception:
             self.room = None
             raise
+
+    async def _await_rerun_turn(self, source: str, author: str) -> None:
+        # Agents act concurrently; a recording fixes one order. Wait (bounded) for ours.
+        if self.rerun_order is None:
+            events = await asyncio.to_thread(self.store.events, room_id(source))
+            self.rerun_order = [e.author_id for e in events if type(e).__name__ ==
+                                "MessagePosted" and getattr(e, "author_kind", "") == "agent"]
+        order = self.rerun_order
+        async with self.rerun_turn:
+            try:
+                await asyncio.wait_for(self.rerun_turn.wait_for(
+                    lambda: self.rerun_next >= len(order) or order[self.rerun_next] == author),
+                    timeout=RERUN_TURN_SECONDS)
+            except TimeoutError:
+                log.warning("re-run of %s: %s posted out of the recorded order", source, author)
+            if self.rerun_next < len(order) and order[self.rerun_next] == author:
+                self.rerun_next += 1
+            self.rerun_turn.notify_all()
 
     async def start_rerun(self, source: str) -> int:
         """Mark this (freshly forked) room as a deterministic re-run of ``source``."""
@@ -206,6 +232,8 @@ class RoomActor:
         room = self._room()
         if author_id in self.muted:
             raise Conflict(f"agent {author_id!r} is paused or stopped; its message was not posted")
+        if room.rerun_of is not None and room.members.get(author_id, {}).get("kind") == "agent":
+            await self._await_rerun_turn(room.rerun_of, author_id)
         room.check_post(text, reply_to)
         if author_id not in room.members and room.may_see(author_id, is_admin):
             room.join(author_id, "human")

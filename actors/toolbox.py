@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
+from actors import directory
 from domain.definitions import AgentDefinition
+from domain.errors import NotFound, Unavailable
+from domain.ids import agent_id, user_id
+from domain.rooms import direct_room_name
 from infra.llm import ToolSpec
+from tools import RedisToolCache, ToolContext, ToolExecutor, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
     from actors.agents import AgentCore
+
+
+@functools.cache
+def registry() -> ToolRegistry:
+    """The built-in tools, built once per process (the sandbox probes its interpreter once)."""
+    return default_registry()
 
 
 class Toolbox:
@@ -18,12 +31,56 @@ class Toolbox:
         self.actor = actor
         self.spec = spec
         self.room = room
+        self.executor = ToolExecutor(registry(), allowed=spec.tools,
+                                     permissions=spec.permissions,
+                                     cache=RedisToolCache(actor.bus.redis))
+        self.context = ToolContext(agent=actor.name, room=room,
+                                   allowed_hosts=frozenset(spec.allowed_hosts),
+                                   list_members=self._members,
+                                   send_direct_message=self._direct_message,
+                                   search_knowledge=self._search)
 
     def specs(self) -> list[ToolSpec]:
-        """Tool definitions for the model: only those on the agent's allow list."""
-        return []
+        """Tool definitions for the model: allowed, installed and permitted."""
+        return [ToolSpec(**s) for s in self.executor.specs()]
 
     async def execute(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Run one call: {status, result, duration_ms}."""
-        return {"status": "refused", "result": f"tool {name!r} is not available",
-                "duration_ms": 0.0}
+        """Run one call: {status, result, duration_ms}; refusals and errors included."""
+        outcome = await self.executor.execute(name, arguments, self.context)
+        return {"status": outcome.status, "result": outcome.result,
+                "duration_ms": outcome.duration_ms}
+
+    async def _members(self) -> list[dict[str, Any]]:
+        info: dict[str, Any] = await directory.room(self.room, self.actor.settings).info.remote()
+        return [{"name": name, "kind": m["kind"], "role": m["role"]}
+                for name, m in info["members"].items()]
+
+    async def _direct_message(self, to: str, text: str) -> dict[str, Any]:
+        store = self.actor.store
+        if await asyncio.to_thread(store.exists, agent_id(to)):
+            kind = "agent"
+        elif await asyncio.to_thread(store.exists, user_id(to)):
+            kind = "human"
+        else:
+            raise NotFound(f"there is nobody called {to!r} to write to")
+        name = direct_room_name(self.actor.name, to)
+        room = directory.room(name, self.actor.settings)
+        await room.open_direct.remote(self.actor.name, "agent", to, kind)
+        posted: dict[str, Any] = await room.post.remote(self.actor.name, text)
+        return {"room": name, **posted}
+
+    async def _search(self, query: str, k: int) -> list[dict[str, Any]]:
+        collection = self.spec.knowledge
+        if collection is None:
+            raise Unavailable(f"agent {self.actor.name!r} has no knowledge base; set its "
+                              "`knowledge` collection")
+        from infra.knowledge import KnowledgeBase
+
+        def search() -> list[dict[str, Any]]:
+            base = KnowledgeBase(self.actor.store)
+            try:
+                return base.search(collection, query, k)
+            finally:
+                base.close()
+
+        return await asyncio.to_thread(search)

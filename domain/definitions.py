@@ -77,6 +77,10 @@ class AgentDefinition(BaseModel):
     tools: list[Short] = Field(default_factory=list, max_length=50)
     permissions: list[Short] = Field(default_factory=list, max_length=20)
     max_tool_rounds: int = Field(default=4, ge=0, le=20)
+    # Hosts ``http_get`` may fetch from, and the knowledge-base collection it searches.
+    allowed_hosts: list[Short] = Field(default_factory=list, max_length=50)
+    knowledge: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] \
+        | None = None
     opening_line: Text | None = None
     # Replies of the scripted provider, used in turn; {author}, {text} and {agent} are filled in.
     script: list[Text] = Field(default_factory=list, max_length=100)

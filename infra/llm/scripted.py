@@ -1,9 +1,11 @@
 """The ``scripted`` provider: deterministic replies for demos, tests and simulations.
 
-It is named for what it is and never stands in silently for a real model. Each script line is a
-reply template (``{author}``, ``{text}`` and ``{agent}`` are filled in), or a JSON object
-``{"tool": NAME, "arguments": {...}}`` that asks to run a tool. The k-th assistant message of a
-conversation uses line k (cycling), so a reply depends only on the request.
+It is named for what it is and never stands in silently for a real model. Each script entry is
+one turn: a reply template (``{author}``, ``{text}``, ``{agent}`` and, after a tool call,
+``{result}`` are filled in), a JSON object ``{"tool": NAME, "arguments": {...}}`` that calls a
+tool, or a JSON array of such steps (say, a tool call, then a reply quoting its result). The
+k-th turn of a conversation (k replies of the agent before the last message addressed to it)
+uses entry k, cycling, so a reply depends only on the request.
 
 Model ``scripted-paced-S`` streams one word every S seconds (for demos of streaming and for
 exercising pause during a turn); any other model name streams at once.
@@ -40,15 +42,18 @@ class ScriptedProvider:
         self.script = list(script) if script else list(DEFAULT_SCRIPT)
 
     def _line(self, request: ModelRequest) -> tuple[str, list[ToolCall]]:
-        said = sum(1 for m in request.messages if m.role == "assistant")
-        last = next((m for m in reversed(request.messages) if m.role == "user"), None)
-        line = self.script[said % len(self.script)]
+        messages = request.messages
+        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+        turn = sum(1 for m in messages[:last_user] if m.role == "assistant")
+        step = sum(1 for m in messages[last_user + 1:] if m.role == "assistant")
+        steps = _steps(self.script[turn % len(self.script)])
+        line = steps[min(step, len(steps) - 1)]
+        last = messages[last_user] if last_user >= 0 else None
         tool = _tool_request(line)
         if tool is not None:
             name, arguments = tool
-            return "", [ToolCall(id=f"call-{said}", name=name, arguments=arguments)]
-        tool_result = request.messages[-1] if request.messages and \
-            request.messages[-1].role == "tool" else None
+            return "", [ToolCall(id=f"call-{turn}-{step}", name=name, arguments=arguments)]
+        tool_result = messages[-1] if messages and messages[-1].role == "tool" else None
         text = line.replace("{result}", tool_result.content if tool_result else "")
         return text.format_map(_Defaults(
             agent=self.agent, author=last.name if last and last.name else "someone",
@@ -77,6 +82,18 @@ class ScriptedProvider:
 class _Defaults(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+def _steps(entry: str) -> list[str]:
+    # A script entry is one reply, or a JSON array of the steps of one turn (tool calls first).
+    if entry.lstrip().startswith("["):
+        try:
+            value = json.loads(entry)
+        except ValueError:
+            return [entry]
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return value
+    return [entry]
 
 
 def _tool_request(line: str) -> tuple[str, dict[str, Any]] | None:

@@ -231,3 +231,35 @@ async def test_feedback_and_definitions(salon: Running, name: str) -> None:
                                   "definition": {"name": f"{name}-x", "template": "wizard"}})
     assert wrong["code"] == "invalid" and "unknown template" in wrong["message"]
     await client.close()
+
+
+async def test_tool_calls_are_executed_refused_and_recorded(salon: Running, platform: Platform,
+                                                            name: str) -> None:
+    calc = f"{name}-calc"
+    client = await room_with_agents(salon, name, {
+        "name": calc, "tools": ["calculator"],
+        "script": [json.dumps([json.dumps({"tool": "calculator",
+                                           "arguments": {"expression": "2**10 + sqrt(16)"}}),
+                               "the answer is {result}"]),
+                   json.dumps([json.dumps({"tool": "run_python",
+                                           "arguments": {"code": "print(1)"}}),
+                               "python said: {result}"]),
+                   json.dumps([json.dumps({"tool": "calculator",
+                                           "arguments": {"expression": "().__class__"}}),
+                               "calculator said: {result}"])]})
+    for ask in ("compute", "run code", "break out"):
+        await client.ok({"type": "say", "room": name, "text": f"@{calc} {ask}"})
+        await settle(client, name, platform, [calc])
+    replies = by(client, name, calc)
+    assert replies[0] == "the answer is 1028"
+    assert replies[1].startswith("python said: ") and "allow" in replies[1].lower(), replies[1]
+    assert "calculator said: " in replies[2] and "attribute" in replies[2].lower(), replies[2]
+    executed = [e for e in platform.store.events(agent_id(calc))
+                if type(e).__name__ == "ToolExecuted"]
+    assert [(e.tool, e.status) for e in executed] == [
+        ("calculator", "ok"), ("run_python", "refused"), ("calculator", "error")]
+    assert executed[0].result == "1028" and executed[0].arguments == {
+        "expression": "2**10 + sqrt(16)"}
+    assert any(e["kind"] == "tool_executed" and e["tool"] == "run_python"
+               and e["status"] == "refused" for e in client.ephemerals)
+    await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import ray
@@ -139,7 +140,8 @@ async def test_a_recorded_three_agent_conversation_with_tools_reruns_identically
     calc = '{"tool": "calculator", "arguments": {"expression": "6*7"}}'
     client = await room_with_agents(
         salon, name,
-        {"name": a, "tools": ["calculator"], "script": [calc, f"{a}: it is {{result}} @{b}"]},
+        {"name": a, "tools": ["calculator"],
+         "script": [json.dumps([calc, f"{a}: it is {{result}} @{b}"])]},
         {"name": b, "script": [f"{b} agrees with {{author}} @{c}"]},
         {"name": c, "opening_line": f"{c} is here", "script": [f"{c} closes: {{text}}"]})
     await client.ok({"type": "set_policy", "room": name, "mode": "free", "max_agent_streak": 5})
