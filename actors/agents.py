@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,9 @@ from domain.errors import Conflict, Invalid, NotFound, SalonError
 from domain.ids import agent_id, new_id
 from domain.turns import Manners, RoomView, Trigger, timed_triggers, triggers_for
 from infra.bus import RoomBus
+from infra.llm.registry import check_definition
+from infra.memories import MemoryStore
+from infra.recall import AgentMemory
 from infra.settings import Settings
 from infra.store import EventStore
 
@@ -51,7 +55,8 @@ class AgentCore:
         self.id = agent_id(name)
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
         # A host shares one store and one bus among its agents.
-        self.store = store or EventStore(settings.database_url, settings.snapshot_interval)
+        self.store = store or EventStore(settings.database_url, settings.snapshot_interval,
+                                            create_tables=False)
         self.bus = bus or RoomBus(settings.redis_url)
         self.clock: Callable[[], float] = time.time
         self.agent: Agent | None = self._load()
@@ -59,11 +64,24 @@ class AgentCore:
         self.queue: list[tuple[str, Trigger]] = []
         self.worker: asyncio.Task[None] | None = None
         self.ticker: asyncio.Task[None] | None = None
+        self._memory: AgentMemory | None = None
         if self.agent is not None and self.agent.open_turns():
             # A turn cut short by a crash is closed honestly rather than left hanging.
             for turn_id in self.agent.open_turns():
                 self.agent.fail_turn(turn_id, "the agent restarted during this turn")
             self.store.save(self.agent.collect_events())
+
+    def memory(self, spec: AgentDefinition) -> AgentMemory:
+        """This agent's memory, configured as ``spec`` says (a what-if may differ)."""
+        from actors.embedder import RemoteEmbedder
+
+        if self._memory is None:
+            assert self.settings.database_url
+            self._memory = AgentMemory(self.name, self.store,
+                                       memory_store(self.settings.database_url),
+                                       RemoteEmbedder(self.settings), spec.memory)
+        self._memory.config = spec.memory
+        return self._memory
 
     def _load(self) -> Agent | None:
         try:
@@ -266,9 +284,23 @@ class AgentCore:
         return "pong"
 
 
+_memory_stores: dict[str, MemoryStore] = {}
+_memory_lock = threading.Lock()
+
+
+def memory_store(database_url: str) -> MemoryStore:
+    """This process's reader of the memory tables (shared by the agents of a host)."""
+    with _memory_lock:
+        if database_url not in _memory_stores:
+            _memory_stores[database_url] = MemoryStore(database_url)
+        return _memory_stores[database_url]
+
+
 def _validated(definition: dict[str, Any]) -> AgentDefinition:
     try:
-        return build(definition)
+        spec = build(definition)
+        check_definition(spec)
+        return spec
     except SalonError:
         raise
     except ValueError as error:

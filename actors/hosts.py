@@ -32,7 +32,8 @@ class AgentHost:
         self.settings = settings
         self.cores: dict[str, AgentCore] = {}
         assert settings.database_url and settings.redis_url, "hosts need resolved server URLs"
-        self.store = EventStore(settings.database_url, settings.snapshot_interval)
+        self.store = EventStore(settings.database_url, settings.snapshot_interval,
+                                create_tables=False)
         self.bus = RoomBus(settings.redis_url)
 
     async def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:

@@ -23,12 +23,13 @@ class Recording:
         self.agent, self.source, self.target = agent, source, target
         events = store.events(agent_id(agent))
         rooms = {e.turn_id: e.room_id for e in events if type(e).__name__ == "TurnStarted"}
-        self.calls = [e for e in events if type(e).__name__ == "ModelCalled"
-                      and rooms.get(e.turn_id) == source]
+        # Memory work after a turn (ratings, facts, reflection) is not part of the transcript.
+        calls = [e for e in events if type(e).__name__ == "ModelCalled"
+                 and (e.context or {}).get("purpose", "turn") == "turn"]
+        self.calls = [e for e in calls if rooms.get(e.turn_id) == source]
         self.tools = [e for e in events if type(e).__name__ == "ToolExecuted"
                       and rooms.get(e.turn_id) == source]
-        self.calls_done = sum(1 for e in events if type(e).__name__ == "ModelCalled"
-                              and rooms.get(e.turn_id) == target)
+        self.calls_done = sum(1 for e in calls if rooms.get(e.turn_id) == target)
         self.tools_done = sum(1 for e in events if type(e).__name__ == "ToolExecuted"
                               and rooms.get(e.turn_id) == target)
 

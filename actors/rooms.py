@@ -36,7 +36,8 @@ class RoomActor:
         self.settings = settings
         self.id = room_id(name)
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
-        self.store = EventStore(settings.database_url, settings.snapshot_interval)
+        self.store = EventStore(settings.database_url, settings.snapshot_interval,
+                                create_tables=False)
         self.bus = RoomBus(settings.redis_url)
         self.room: Room | None = self._load()
         # Events up to here are not handed to agents (a fork's or an import's copied prefix).

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors import directory
@@ -12,14 +14,23 @@ from actors.recordings import Recording, ReplayProvider
 from actors.toolbox import Toolbox
 from domain.definitions import build
 from domain.errors import SalonError
-from domain.ids import room_id
 from domain.turns import Trigger, addressed
-from domain.wire import kind_of
-from infra.llm import ChatMessage, Completion, ModelRequest, Provider, provider_for
-from memory.context import ContextMessage, last_n
+from infra.llm import (
+    ChatMessage,
+    Completion,
+    ModelRequest,
+    Provider,
+    ProviderOptions,
+    provider_for,
+)
+from infra.llm.models import model_info
+from infra.recall import Prepared
+from memory.context import ContextMessage
 
 if TYPE_CHECKING:
     from actors.agents import AgentCore
+
+log = logging.getLogger(__name__)
 
 SELECT_INSTRUCTION = ("You moderate this room. Choose who speaks next. Answer with exactly one "
                       "name from: {names}.")
@@ -28,6 +39,17 @@ NUDGES = {
     "schedule": "(It is your scheduled time to speak. Say something useful to the room.)",
     "turn": None,
 }
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one model call of a turn is based on."""
+
+    messages: list[ChatMessage]
+    positions: list[int]
+    system: str
+    memory_ids: list[str]
+    shown: list[ContextMessage]
 
 
 class TurnRunner:
@@ -45,6 +67,7 @@ class TurnRunner:
         source = rules.get("rerun_of")
         self.recording = Recording(actor.store, actor.name, str(source), trigger.room) \
             if source else None
+        self.remembered: Context | None = None  # what the reply was based on, for memory
 
     async def publish(self, kind: str, **fields: Any) -> None:
         await self.actor.bus.publish_ephemeral(self.trigger.room, kind, agent=self.actor.name,
@@ -57,6 +80,8 @@ class TurnRunner:
         await self.publish("agent_thinking")
         try:
             message_id = await self._act()
+            if self.remembered is not None:
+                await self._remember(self.remembered)
             self.agent.complete_turn(self.turn_id, message_id)
             outcome: dict[str, Any] = {"kind": "turn_completed", "message_id": message_id}
         except asyncio.CancelledError:
@@ -90,32 +115,68 @@ class TurnRunner:
 
     # -- context ------------------------------------------------------------------------
 
-    async def _messages(self) -> tuple[list[ChatMessage], list[int]]:
-        context = await asyncio.to_thread(self._context)
+    async def _messages(self) -> Context:
+        prepared = await asyncio.to_thread(self._prepare)
         # Authors travel in ``name``; adapters whose vendor has no such field prefix the text.
         messages = [ChatMessage(role="assistant" if m.author == self.actor.name else "user",
-                                name=m.author, content=m.text) for m in context]
+                                name=m.author, content=m.text) for m in prepared.context]
         nudge = NUDGES.get(self.trigger.kind)
         if self.trigger.kind == "invoke" and self.trigger.text:
             messages.append(ChatMessage(role="user", name=self.trigger.by,
                                         content=self.trigger.text))
         elif nudge:
             messages.append(ChatMessage(role="user", name="salon", content=nudge))
-        return messages, [m.position for m in context]
+        return Context(messages, [m.position for m in prepared.context], prepared.system,
+                       prepared.memory_ids, prepared.context)
 
-    def _context(self) -> list[ContextMessage]:
-        n = self.spec.context_messages
-        events = self.actor.store.events(room_id(self.trigger.room), up_to=self.trigger.position,
-                                         newest=True, limit=n * 3)
-        found = [ContextMessage(int(e.originator_version), e.author_id, e.text)
-                 for e in events if kind_of(e) == "message_posted"]
-        return last_n(found, n)
+    def _prepare(self) -> Prepared:
+        """Context and system prompt, with memories recalled (and the recall recorded)."""
+        info = model_info(self.spec.provider, self.spec.model)
+        memory = self.actor.memory(self.spec)
+        # Re-runs replay what was recorded: they recall, but record no new retrieval.
+        return memory.prepare(self.trigger.room, self.trigger.position,
+                              self.spec.context_messages, self.spec.system_prompt(),
+                              prompt=self.trigger.text if self.trigger.kind == "invoke" else None,
+                              context_window=info.context_window, max_output=info.max_output,
+                              record=self.recording is None)
+
+    async def _remember(self, context: Context) -> None:
+        """After a turn: importance ratings, user facts and reflection, as configured.
+
+        Their model calls are recorded as ``ModelCalled`` with ``purpose: memory`` (re-runs
+        skip them); a failure here is logged and never undoes the turn.
+        """
+        if self.recording is not None or self.trigger.kind not in ("turn", "invoke"):
+            return
+
+        async def ask(prompt: str) -> str:
+            request = ModelRequest(model=self.spec.model, temperature=0.0,
+                                   messages=[ChatMessage(role="user", content=prompt)])
+            completion = await self._call(request, context.positions, stream=False,
+                                          purpose="memory")
+            return completion.text
+
+        try:
+            await self.actor.memory(self.spec).after_turn(ask, context.shown, self.spec.model)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - memory upkeep must not fail the turn it follows
+            log.exception("memory work after turn %s of %s failed", self.turn_id,
+                          self.actor.name)
 
     # -- model and tools ----------------------------------------------------------------
 
-    async def _call(self, request: ModelRequest, positions: list[int], stream: bool) -> Completion:
+    def _options(self) -> ProviderOptions:
+        settings = self.actor.settings
+        return ProviderOptions(redis_url=settings.redis_url,
+                               rate_limit_mode=settings.llm_rate_limit_mode,
+                               max_wait=settings.llm_max_wait_seconds,
+                               timeout=settings.llm_timeout_seconds)
+
+    async def _call(self, request: ModelRequest, positions: list[int], stream: bool,
+                    memory_ids: list[str] | None = None, purpose: str = "turn") -> Completion:
         provider: Provider = ReplayProvider(self.recording) if self.recording else \
-            provider_for(self.spec)
+            provider_for(self.spec, self._options())
         started = time.perf_counter()
         completion: Completion | None = None
         async for item in provider.stream(request):
@@ -129,26 +190,30 @@ class TurnRunner:
         self.agent.record_model_call(
             self.turn_id, completion.provider, completion.model,
             context={"room": self.trigger.room, "positions": positions,
+                     "memory_ids": memory_ids or [], "purpose": purpose,
                      "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()},
             output={"text": completion.text,
                     "tool_calls": [c.model_dump() for c in completion.tool_calls]},
             input_tokens=completion.usage.input_tokens,
             output_tokens=completion.usage.output_tokens, cost_usd=completion.cost_usd,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            latency_ms=round(completion.latency_ms or (time.perf_counter() - started) * 1000, 3),
             fallback_from=completion.fallback_from)
         await self.actor.save()
         return completion
 
     async def _reply(self) -> str:
-        messages, positions = await self._messages()
+        context = await self._messages()
+        messages = context.messages
         toolbox = Toolbox(self.actor, self.spec, self.trigger.room)
         specs = toolbox.specs()
         for round_ in range(self.spec.max_tool_rounds + 1):
             last_round = round_ == self.spec.max_tool_rounds
-            request = ModelRequest(model=self.spec.model, system=self.spec.system_prompt(),
+            request = ModelRequest(model=self.spec.model, system=context.system,
                                    messages=messages, tools=[] if last_round else specs)
-            completion = await self._call(request, positions, stream=True)
+            completion = await self._call(request, context.positions, stream=True,
+                                          memory_ids=context.memory_ids)
             if not completion.tool_calls:
+                self.remembered = context
                 return completion.text
             if last_round:
                 break
@@ -174,12 +239,13 @@ class TurnRunner:
                             if v["kind"] == "agent" and m != self.actor.name)
         if not candidates:
             raise SalonError("there is no other agent in the room to choose")
-        messages, positions = await self._messages()
+        context = await self._messages()
         request = ModelRequest(
-            model=self.spec.model, messages=messages,
-            system=self.spec.system_prompt() + "\n" +
+            model=self.spec.model, messages=context.messages,
+            system=context.system + "\n" +
             SELECT_INSTRUCTION.format(names=", ".join(candidates)))
-        completion = await self._call(request, positions, stream=False)
+        completion = await self._call(request, context.positions, stream=False,
+                                      memory_ids=context.memory_ids)
         chosen = next((c for c in candidates
                        if addressed(c, {"text": completion.text, "mentions": []})), None)
         if chosen is None:

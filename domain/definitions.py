@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from domain.errors import Invalid
 from domain.ids import check_name
+from domain.memories import MemoryConfig
 
 Text = Annotated[str, StringConstraints(max_length=4_000)]
 Short = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -85,6 +86,8 @@ class AgentDefinition(BaseModel):
     # Replies of the scripted provider, used in turn; {author}, {text} and {agent} are filled in.
     script: list[Text] = Field(default_factory=list, max_length=100)
     context_messages: int = Field(default=20, ge=1, le=500)
+    # Context strategy and long-term memory: recall, weights, importance, reflection, facts.
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     # Manners: 0 never speaks unaddressed, 1 speaks whenever a message touches its interests.
     chattiness: Level = 0.0
     # Seconds after its own last message before it speaks unaddressed again.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,14 @@ class Settings(BaseSettings):
                              description="0: one process per agent; N: agents share N hosts")
     demo: bool = Field(default=True, description="open a demo room with two agents on `up`")
     max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    memory_projection: bool = Field(
+        default=True, description="follow the log into agents' long-term memory tables")
+    llm_rate_limit_mode: Literal["wait", "fail"] = Field(
+        default="wait", description="under a provider's RPM/TPM limit: wait for room or fail fast")
+    llm_max_wait_seconds: float = Field(default=120.0, gt=0,
+                                        description="longest wait for the rate limiter")
+    llm_timeout_seconds: float = Field(default=120.0, gt=0,
+                                       description="per model call (and per stream pause)")
 
     def resolved(self, database_url: str, redis_url: str) -> Settings:
         """A copy pointing at the servers actually running, for handing to actors."""

@@ -18,10 +18,16 @@ from domain.exports import Record
 A = TypeVar("A", bound=Aggregate)
 
 
-def postgres_env(database_url: str) -> dict[str, str]:
-    """eventsourcing's POSTGRES_* settings for a libpq URL (TCP or Unix socket)."""
+def postgres_env(database_url: str, create_tables: bool = True) -> dict[str, str]:
+    """eventsourcing's POSTGRES_* settings for a libpq URL (TCP or Unix socket).
+
+    Only the process that starts the platform creates tables: many actors running
+    ``CREATE TABLE IF NOT EXISTS`` at once make PostgreSQL fail with "tuple concurrently
+    updated", so actors open the store with ``create_tables=False``.
+    """
     parts = conninfo_to_dict(database_url)
     return {
+        "CREATE_TABLE": "y" if create_tables else "n",
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": str(parts.get("dbname") or "postgres"),
         "POSTGRES_HOST": str(parts.get("host") or "localhost"),
@@ -45,8 +51,9 @@ class Salon(Application[UUID]):
 class EventStore:
     """Loads and saves aggregates; reads ranges of a stream. Blocking: call from a thread."""
 
-    def __init__(self, database_url: str, snapshot_interval: int = 100) -> None:
-        self.app = Salon(env=postgres_env(database_url))
+    def __init__(self, database_url: str, snapshot_interval: int = 100,
+                 create_tables: bool = True) -> None:
+        self.app = Salon(env=postgres_env(database_url, create_tables))
         self.snapshot_interval = snapshot_interval
         self.table = f"{Salon.name.lower()}_events"
 

@@ -10,7 +10,7 @@ from infra.llm.base import (
     ToolSpec,
     Usage,
 )
-from infra.llm.registry import provider_for
+from infra.llm.registry import ProviderOptions, provider_for
 
-__all__ = ["ChatMessage", "Completion", "Delta", "ModelRequest", "Provider", "ToolCall",
-           "ToolSpec", "Usage", "provider_for"]
+__all__ = ["ChatMessage", "Completion", "Delta", "ModelRequest", "Provider", "ProviderOptions",
+           "ToolCall", "ToolSpec", "Usage", "provider_for"]

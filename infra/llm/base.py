@@ -47,11 +47,18 @@ class ModelRequest(BaseModel):
     tools: list[ToolSpec] = Field(default_factory=list)
     temperature: float = 0.7
     max_tokens: int = 1024
+    # Structured output: the JSON schema the reply must match (see ``infra.llm.structured``).
+    json_schema: dict[str, Any] | None = None
+    # Seconds a call may take (and a stream may stall) before it counts as timed out.
+    timeout_seconds: float | None = None
 
 
 class Usage(BaseModel):
+    """Tokens a call used; ``estimated`` when the vendor did not report them."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    estimated: bool = False
 
 
 class Completion(BaseModel):
@@ -65,6 +72,10 @@ class Completion(BaseModel):
     model: str
     # "provider:model" of the provider that failed before this one answered, if any.
     fallback_from: str | None = None
+    # Time spent in the provider for this reply, retries and rate-limit waits included.
+    latency_ms: float = 0.0
+    # How the reply ended: "stop", "tool_calls", "length", … as the vendor said it.
+    finish_reason: str | None = None
 
 
 class Delta(BaseModel):

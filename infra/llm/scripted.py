@@ -1,11 +1,11 @@
 """The ``scripted`` provider: deterministic replies for demos, tests and simulations.
 
 It is named for what it is and never stands in silently for a real model. Each script entry is
-one turn: a reply template (``{author}``, ``{text}``, ``{agent}`` and, after a tool call,
-``{result}`` are filled in), a JSON object ``{"tool": NAME, "arguments": {...}}`` that calls a
-tool, or a JSON array of such steps (say, a tool call, then a reply quoting its result). The
-k-th turn of a conversation (k replies of the agent before the last message addressed to it)
-uses entry k, cycling, so a reply depends only on the request.
+one turn: a reply template (``{author}``, ``{text}``, ``{agent}``, ``{system}`` and, after a
+tool call, ``{result}`` are filled in), a JSON object ``{"tool": NAME, "arguments": {...}}``
+that calls a tool, or a JSON array of such steps (say, a tool call, then a reply quoting its
+result). The k-th turn of a conversation (k replies of the agent before the last message
+addressed to it) uses entry k, cycling, so a reply depends only on the request.
 
 Model ``scripted-paced-S`` streams one word every S seconds (for demos of streaming and for
 exercising pause during a turn); any other model name streams at once.
@@ -56,7 +56,8 @@ class ScriptedProvider:
         tool_result = messages[-1] if messages and messages[-1].role == "tool" else None
         text = line.replace("{result}", tool_result.content if tool_result else "")
         return text.format_map(_Defaults(
-            agent=self.agent, author=last.name if last and last.name else "someone",
+            agent=self.agent, system=request.system,
+            author=last.name if last and last.name else "someone",
             text=last.content if last else "")), []
 
     async def complete(self, request: ModelRequest) -> Completion:

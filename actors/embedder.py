@@ -1,0 +1,69 @@
+"""One embedding model for the whole installation, shared by every agent as a Ray actor.
+
+Loading all-MiniLM-L6-v2 takes seconds and hundreds of megabytes, so agents never load it
+themselves: they ask the ``embedder`` actor, which loads it on first use and keeps an LRU
+cache (the agents of one room all embed the same newest message when they recall).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from infra.embeddings import MINILM, MiniLMEmbedder
+from infra.settings import Settings
+
+CACHE = 4096
+
+
+class EmbedderCore:
+    """MiniLM with a cache of recent texts; thread-safe enough for a threaded Ray actor."""
+
+    def __init__(self, cache: int = CACHE) -> None:
+        self.model = MiniLMEmbedder()
+        self.cache: OrderedDict[str, list[float]] = OrderedDict()
+        self.limit = cache
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            for text, vector in zip(missing, self.model.embed(missing), strict=True):
+                self.cache[text] = vector
+        found = []
+        for text in texts:
+            vector = self.cache[text] if text in self.cache else self.model.embed([text])[0]
+            self.cache[text] = vector
+            self.cache.move_to_end(text)
+            found.append(vector)
+        while len(self.cache) > self.limit:
+            self.cache.popitem(last=False)
+        return found
+
+
+EmbedderActor = ray.remote(EmbedderCore)
+
+
+def embedder_actor(settings: Settings) -> Any:
+    """The installation's embedder actor, started if it is not running."""
+    return EmbedderActor.options(
+        name="embedder", namespace=settings.namespace, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4).remote()
+
+
+class RemoteEmbedder:
+    """The ``Embedder`` interface, answered by the shared actor (blocking: call in a thread)."""
+
+    name = MINILM
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors: list[list[float]] = ray.get(
+            embedder_actor(self.settings).embed.remote(list(texts)))
+        return vectors

@@ -1,0 +1,412 @@
+"""Long-term memories in pgvector: the tables of the memory projection and every query on them.
+
+Rows are written only by the memory projection (``projections/memories.py``); everything here
+reads them, always for one agent at a time: no query takes more than one agent, and the
+functions people reach through the gateway check that the caller owns the agent first.
+
+Tables (in ``schema``, ``public`` by default; tests use schemas of their own):
+
+- ``salon_memories``: ``(id, agent_id, kind, content, embedding vector(384), importance 0..1,
+  importance_source, created_at, last_accessed_at, access_count, room, position, message_id,
+  author, cites, source)`` with an HNSW index (cosine) on the embedding;
+- ``salon_memory_facts``: facts per (agent, user);
+- ``salon_memory_members``, ``salon_memory_rooms``, ``salon_memory_streams``: what the
+  projection needs to know of rooms and memory streams as it follows the log;
+- ``salon_memory_tracking``: how far the projection got, updated in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from domain.agents import Agent
+from domain.errors import Forbidden, Invalid, NotFound
+from domain.ids import agent_id, check_name
+from domain.memories import KINDS, Weights
+from infra.embeddings import DIMENSIONS, parse_vector, vector_literal
+from infra.store import EventStore
+from memory.context import ContextMessage
+from memory.facts import Fact
+from memory.reflection import Statement
+from memory.scoring import Candidate, Scored, rank
+from memory.upkeep import MemoryState
+
+SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Candidates per part: the most relevant (HNSW), the most recent and the most important.
+# An agent with fewer memories than this has every memory scored, exactly.
+CANDIDATES = 200
+
+TABLES = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.salon_memories (
+    id uuid PRIMARY KEY,
+    agent_id text NOT NULL,
+    kind text NOT NULL,
+    content text NOT NULL,
+    embedding vector({dims}) NOT NULL,
+    importance real NOT NULL,
+    importance_source text NOT NULL,
+    created_at timestamptz NOT NULL,
+    last_accessed_at timestamptz NOT NULL,
+    access_count integer NOT NULL DEFAULT 0,
+    room text,
+    room_id uuid,
+    position integer,
+    message_id text,
+    author text,
+    cites uuid[] NOT NULL DEFAULT '{{}}',
+    source jsonb NOT NULL DEFAULT '{{}}'
+);
+CREATE INDEX IF NOT EXISTS salon_memories_recent ON {s}.salon_memories
+    (agent_id, last_accessed_at DESC);
+CREATE INDEX IF NOT EXISTS salon_memories_important ON {s}.salon_memories
+    (agent_id, importance DESC);
+CREATE INDEX IF NOT EXISTS salon_memories_created ON {s}.salon_memories (agent_id, created_at);
+CREATE INDEX IF NOT EXISTS salon_memories_messages ON {s}.salon_memories (message_id);
+CREATE INDEX IF NOT EXISTS salon_memories_embedding ON {s}.salon_memories
+    USING hnsw (embedding vector_cosine_ops);
+CREATE TABLE IF NOT EXISTS {s}.salon_memory_facts (
+    agent_id text NOT NULL,
+    fact_id text NOT NULL,
+    user_id text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    category text NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    PRIMARY KEY (agent_id, fact_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.salon_memory_members (
+    room_id uuid NOT NULL,
+    agent_id text NOT NULL,
+    PRIMARY KEY (room_id, agent_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.salon_memory_rooms (
+    room_id uuid PRIMARY KEY,
+    name text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.salon_memory_streams (
+    stream_id uuid PRIMARY KEY,
+    agent_id text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.salon_memory_tracking (
+    name text PRIMARY KEY,
+    position bigint NOT NULL
+);
+"""
+PROJECTION_TABLES = ("salon_memories", "salon_memory_facts", "salon_memory_members",
+                     "salon_memory_rooms", "salon_memory_streams", "salon_memory_tracking")
+COLUMNS = ("id::text AS id, agent_id, kind, content, importance, importance_source, "
+           "created_at, last_accessed_at, access_count, room, position, message_id, author, "
+           "cites::text[] AS cites, source")
+
+
+def check_schema(schema: str) -> str:
+    """Return ``schema`` if it is a plain lowercase identifier, else raise Invalid."""
+    if not SCHEMA.match(schema):
+        raise Invalid(f"schema {schema!r} is not a plain lowercase identifier")
+    return schema
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One stored memory, as people and prompts see it."""
+
+    memory_id: str
+    agent_id: str
+    kind: str
+    content: str
+    importance: float
+    importance_source: str
+    created_at: datetime
+    last_accessed_at: datetime
+    access_count: int
+    room: str | None
+    position: int | None
+    cites: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data."""
+        return {"id": self.memory_id, "agent": self.agent_id, "kind": self.kind,
+                "content": self.content, "importance": round(self.importance * 10, 3),
+                "importance_source": self.importance_source,
+                "created_at": self.created_at.isoformat(),
+                "last_accessed_at": self.last_accessed_at.isoformat(),
+                "access_count": self.access_count, "room": self.room,
+                "position": self.position, "cites": list(self.cites)}
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """A memory with its retrieval score, broken into its parts."""
+
+    memory: Memory
+    scored: Scored
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data: the memory, its ``score`` and the score's three weighted-sum parts."""
+        s = self.scored
+        return {**self.memory.as_dict(), "score": round(s.score, 6),
+                "parts": {"recency": round(s.recency, 6), "importance": round(s.importance, 6),
+                          "relevance": round(s.relevance, 6)},
+                "raw": {"recency": round(s.raw_recency, 6),
+                        "importance": round(s.raw_importance, 6),
+                        "relevance": round(s.raw_relevance, 6)}}
+
+
+def _memory(row: dict[str, Any]) -> Memory:
+    return Memory(memory_id=row["id"], agent_id=row["agent_id"], kind=row["kind"],
+                  content=row["content"], importance=float(row["importance"]),
+                  importance_source=row["importance_source"], created_at=row["created_at"],
+                  last_accessed_at=row["last_accessed_at"],
+                  access_count=int(row["access_count"]), room=row["room"],
+                  position=row["position"], cites=tuple(row["cites"] or ()))
+
+
+class MemoryStore:
+    """Reads one schema's memory tables (the projection writes them). Thread-safe."""
+
+    def __init__(self, database_url: str, schema: str = "public", max_size: int = 4) -> None:
+        self.schema = check_schema(schema)
+        # Generic plans of prepared statements do not see the query vector and may skip the
+        # HNSW index: every query is planned with its vector.
+        self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+            database_url, connection_class=psycopg.Connection[dict[str, Any]], min_size=1,
+            max_size=max_size, open=True,
+            kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None})
+
+    def table(self, name: str = "salon_memories") -> str:
+        """A schema-qualified table name."""
+        return f"{self.schema}.{name}"
+
+    def ensure_tables(self) -> None:
+        """Create the schema, tables and indexes if they are missing."""
+        with self.pool.connection() as conn:
+            create_tables(conn, self.schema)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.pool.close()
+
+    def _rows(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    # -- retrieval ------------------------------------------------------------------------
+
+    def retrieve(self, agent: str, query: Sequence[float], k: int = 5,
+                 weights: Weights | None = None, now: datetime | None = None,
+                 kinds: Sequence[str] | None = None, candidates: int = CANDIDATES,
+                 skip_room: str | None = None, skip_from: int | None = None) -> list[Retrieved]:
+        """The ``k`` best memories of ``agent`` for ``query`` (an embedding), best first.
+
+        Candidates are the agent's most relevant memories (HNSW), its most recently accessed
+        and its most important, ``candidates`` of each; every part is min-max normalised over
+        that union, so an agent with fewer memories than ``candidates`` is scored exactly.
+        Memories of ``skip_room`` from position ``skip_from`` on (messages the turn's context
+        shows anyway) are left out.
+        """
+        check_name(agent, "agent")
+        for kind in kinds or ():
+            if kind not in KINDS:
+                raise Invalid(f"memory kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        vector = vector_literal(_checked(query))
+        kind_filter = "AND kind = ANY(%(kinds)s)" if kinds else ""
+        if skip_room is not None and skip_from is not None:
+            kind_filter += " AND NOT (room IS NOT DISTINCT FROM %(skip_room)s AND " \
+                           "position IS NOT NULL AND position >= %(skip_from)s)"
+        t = self.table()
+        sql = f"""
+            WITH rel AS (SELECT id FROM {t} WHERE agent_id = %(agent)s {kind_filter}
+                         ORDER BY embedding <=> %(q)s::vector LIMIT %(n)s),
+                 rec AS (SELECT id FROM {t} WHERE agent_id = %(agent)s {kind_filter}
+                         ORDER BY last_accessed_at DESC LIMIT %(n)s),
+                 imp AS (SELECT id FROM {t} WHERE agent_id = %(agent)s {kind_filter}
+                         ORDER BY importance DESC LIMIT %(n)s)
+            SELECT {COLUMNS}, 1 - (embedding <=> %(q)s::vector) AS relevance FROM {t}
+            WHERE agent_id = %(agent)s
+              AND id IN (SELECT id FROM rel UNION SELECT id FROM rec UNION SELECT id FROM imp)
+        """
+        args = {"agent": agent, "q": vector, "n": candidates, "kinds": list(kinds or []),
+                "skip_room": skip_room, "skip_from": skip_from}
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = conn.execute(sql, args).fetchall()
+        memories = {row["id"]: _memory(row) for row in rows}
+        ranked = rank([Candidate(row["id"], float(row["importance"]),
+                                 row["last_accessed_at"], float(row["relevance"]))
+                       for row in rows], now or datetime.now(UTC), weights, k)
+        return [Retrieved(memories[s.memory_id], s) for s in ranked]
+
+    def similar_messages(self, agent: str, room: str, query: Sequence[float],
+                         before_position: int, k: int) -> list[ContextMessage]:
+        """Messages of ``room`` older than ``before_position`` that ``agent`` saw, most
+        relevant to ``query`` first (for the ``vector`` context strategy)."""
+        if k <= 0:
+            return []
+        rows = self._rows(
+            f"SELECT position, author, source->>'text' AS text FROM {self.table()} "
+            "WHERE agent_id = %s AND room = %s AND kind = 'episodic' AND position < %s "
+            "AND message_id IS NOT NULL ORDER BY embedding <=> %s::vector LIMIT %s",
+            (check_name(agent, "agent"), room, before_position,
+             vector_literal(_checked(query)), k))
+        return [ContextMessage(int(r["position"]), str(r["author"]), str(r["text"]))
+                for r in rows]
+
+    # -- listing --------------------------------------------------------------------------
+
+    def memories(self, agent: str, kind: str | None = None, limit: int = 50,
+                 offset: int = 0) -> list[Memory]:
+        """The agent's memories, newest first."""
+        if kind is not None and kind not in KINDS:
+            raise Invalid(f"memory kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        rows = self._rows(
+            f"SELECT {COLUMNS} FROM {self.table()} WHERE agent_id = %s "
+            "AND (%s::text IS NULL OR kind = %s) ORDER BY created_at DESC, id LIMIT %s OFFSET %s",
+            (check_name(agent, "agent"), kind, kind, max(0, min(limit, 1_000)), max(offset, 0)))
+        return [_memory(r) for r in rows]
+
+    def memory(self, agent: str, memory_id: str) -> Memory:
+        """One memory of ``agent``; NotFound if ``agent`` holds no such memory."""
+        rows = self._rows(f"SELECT {COLUMNS} FROM {self.table()} "
+                          "WHERE agent_id = %s AND id::text = %s",
+                          (check_name(agent, "agent"), memory_id))
+        if not rows:
+            raise NotFound(f"agent {agent!r} has no memory {memory_id!r}; "
+                           f"`salon agents memory {agent}` lists them")
+        return _memory(rows[0])
+
+    def count(self, agent: str) -> int:
+        """How many memories ``agent`` holds."""
+        return int(self._rows(f"SELECT count(*) AS n FROM {self.table()} WHERE agent_id = %s",
+                              (check_name(agent, "agent"),))[0]["n"])
+
+    def facts(self, agent: str, user: str | None = None) -> list[dict[str, str]]:
+        """Facts ``agent`` holds (about ``user`` only, if given), oldest first."""
+        rows = self._rows(
+            f"SELECT fact_id, user_id, key, value, category FROM "
+            f"{self.table('salon_memory_facts')} WHERE agent_id = %s "
+            "AND (%s::text IS NULL OR user_id = %s) ORDER BY recorded_at, fact_id",
+            (check_name(agent, "agent"), user, user))
+        return [dict(r) for r in rows]
+
+    def facts_by_user(self, agent: str, users: Sequence[str]) -> dict[str, list[Fact]]:
+        """Facts about each of ``users`` (those with any), for the system prompt."""
+        if not users:
+            return {}
+        rows = self._rows(
+            f"SELECT user_id, key, value, category FROM {self.table('salon_memory_facts')} "
+            "WHERE agent_id = %s AND user_id = ANY(%s) ORDER BY recorded_at, fact_id",
+            (check_name(agent, "agent"), list(users)))
+        found: dict[str, list[Fact]] = {}
+        for r in rows:
+            found.setdefault(r["user_id"], []).append(Fact(r["key"], r["value"], r["category"]))
+        return found
+
+    # -- reflection and upkeep --------------------------------------------------------------
+
+    def ratings_since_reflection(self, agent: str, window: int = 100) -> list[float]:
+        """1-10 ratings of the (at most ``window``) newest memories since the last reflection,
+        oldest first."""
+        t = self.table()
+        rows = self._rows(
+            f"SELECT importance FROM {t} WHERE agent_id = %(a)s AND created_at > COALESCE("
+            f"(SELECT max(created_at) FROM {t} WHERE agent_id = %(a)s AND source ? 'question'),"
+            " '-infinity') AND NOT source ? 'question' ORDER BY created_at DESC LIMIT %(n)s",
+            {"a": check_name(agent, "agent"), "n": window})
+        return [float(r["importance"]) * 10 for r in reversed(rows)]
+
+    def newest(self, agent: str, n: int = 100) -> list[Statement]:
+        """The ``n`` newest memories as numbered-statement material, oldest first."""
+        rows = self._rows(f"SELECT id::text AS id, content FROM {self.table()} "
+                          "WHERE agent_id = %s ORDER BY created_at DESC, id LIMIT %s",
+                          (check_name(agent, "agent"), n))
+        return [Statement(r["id"], r["content"]) for r in reversed(rows)]
+
+    def unrated(self, agent: str, limit: int = 20) -> list[Memory]:
+        """The newest memories whose importance only the heuristic gave."""
+        rows = self._rows(f"SELECT {COLUMNS} FROM {self.table()} WHERE agent_id = %s AND "
+                          "importance_source = 'heuristic' ORDER BY created_at DESC LIMIT %s",
+                          (check_name(agent, "agent"), limit))
+        return [_memory(r) for r in rows]
+
+    def states(self, agent: str) -> list[MemoryState]:
+        """Every memory of ``agent`` as upkeep sees it."""
+        rows = self._rows(f"SELECT id::text AS id, importance, created_at, last_accessed_at "
+                          f"FROM {self.table()} WHERE agent_id = %s",
+                          (check_name(agent, "agent"),))
+        return [MemoryState(r["id"], float(r["importance"]), r["created_at"],
+                            r["last_accessed_at"]) for r in rows]
+
+    def similar_pairs(self, agent: str, threshold: float, newest: int = 500,
+                      neighbours: int = 3) -> list[tuple[str, str, float]]:
+        """Pairs of the agent's memories at or above ``threshold`` cosine, looking from its
+        ``newest`` memories at their nearest ``neighbours`` (HNSW)."""
+        t = self.table()
+        sql = f"""
+            SELECT a.id::text AS a, b.id::text AS b, b.similarity
+            FROM (SELECT id, embedding FROM {t} WHERE agent_id = %(a)s
+                  ORDER BY created_at DESC LIMIT %(n)s) a
+            CROSS JOIN LATERAL (
+                SELECT id, 1 - (embedding <=> a.embedding) AS similarity FROM {t}
+                WHERE agent_id = %(a)s AND id <> a.id
+                ORDER BY embedding <=> a.embedding LIMIT %(k)s) b
+            WHERE b.similarity >= %(t)s
+        """
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = conn.execute(sql, {"a": check_name(agent, "agent"), "n": newest,
+                                      "k": neighbours, "t": threshold}).fetchall()
+        return [(r["a"], r["b"], float(r["similarity"])) for r in rows]
+
+    def snapshot(self, agent: str | None = None) -> list[dict[str, Any]]:
+        """Every row (of ``agent``, or all), embeddings included, ordered by id: for checks."""
+        rows = self._rows(
+            f"SELECT {COLUMNS}, embedding::text AS embedding FROM {self.table()} "
+            "WHERE %s::text IS NULL OR agent_id = %s ORDER BY id", (agent, agent))
+        return [{**r, "embedding": parse_vector(r["embedding"])} for r in rows]
+
+
+def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Create the memory tables in ``schema`` (idempotent)."""
+    s = check_schema(schema)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    for statement in TABLES.format(s=s, dims=DIMENSIONS).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def drop_tables(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Drop the memory tables of ``schema`` (the projection can be rebuilt from the log)."""
+    s = check_schema(schema)
+    for table in PROJECTION_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {s}.{table}")
+
+
+def _checked(vector: Sequence[float]) -> Sequence[float]:
+    if len(vector) != DIMENSIONS:
+        raise Invalid(f"a query embedding has {DIMENSIONS} dimensions, got {len(vector)}")
+    return vector
+
+
+# -- who may see an agent's memories -------------------------------------------------------
+
+def check_access(store: EventStore, agent: str, user: str, is_admin: bool = False) -> Agent:
+    """The agent, if ``user`` owns it or is an admin; Forbidden otherwise.
+
+    Agents act as themselves: an agent (``user`` = its name) is never the owner of another
+    agent, so one agent asking for another's memories is refused here too.
+    """
+    found = store.get(Agent, agent_id(check_name(agent, "agent")),
+                      f"agent {agent!r} does not exist; `salon agents list` shows the agents")
+    if not (is_admin or found.owner_id == user):
+        raise Forbidden(f"only the owner of agent {agent!r} or an admin may read or change "
+                        "its memories")
+    return found

@@ -1,0 +1,383 @@
+"""Memory as a turn and a person use it: context, recall, and recording memory decisions.
+
+``AgentMemory`` is bound to one agent and is what its actor calls: it loads the short-term
+context its strategy asks for, recalls long-term memories into the system prompt (recording
+the retrieval), and after a turn rates importance, extracts user facts, reflects and tidies
+up, recording each decision in the agent's ``MemoryStream``. Writes must come from the agent's
+actor (the stream's one writer).
+
+The module-level functions are what the gateway and CLI call for people: each checks that the
+caller owns the agent (or is an admin) before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain.ids import room_id
+from domain.memories import MemoryConfig, MemoryStream, Weights, check_kind, memory_stream_id
+from infra.embeddings import Embedder
+from infra.memories import MemoryStore, Retrieved, check_access
+from infra.store import EventStore
+from memory import facts as fact_rules
+from memory import importance, reflection, upkeep
+from memory.context import (
+    ContextInputs,
+    ContextMessage,
+    RoomSummary,
+    choose_context,
+    token_budget,
+)
+from memory.prompt import Recalled, with_memory
+from memory.tokens import PER_MESSAGE, estimate_tokens
+
+T = TypeVar("T")
+MANUAL_SOURCE = "manual"
+WINDOW_EVENTS = 500  # newest room events token_window looks through
+# After a reflection that produced nothing, wait this long before asking the model again.
+REFLECTION_RETRY_SECONDS = 900.0
+FACTS_RESERVE = 400  # tokens kept free in a token_window turn for the facts section
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a turn's model call sees: the context, the system prompt with memory, and the ids
+    of the memories recalled into it (for ``ModelCalled.context``)."""
+
+    context: list[ContextMessage]
+    system: str
+    memory_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What one upkeep pass recorded."""
+
+    merged: int
+    forgotten: int
+    past_retention: int
+
+
+def open_stream(events: EventStore, agent: str) -> MemoryStream:
+    """The agent's memory stream, opened (not yet saved) if it has none."""
+    try:
+        return events.get(MemoryStream, memory_stream_id(agent), f"memory stream of {agent}")
+    except NotFound:
+        return MemoryStream.open(agent)
+
+
+def record_decision(events: EventStore, agent: str, decide: Callable[[MemoryStream], T],
+           attempts: int = 3) -> T:
+    """Apply ``decide`` to the agent's memory stream and save what it recorded.
+
+    The agent's actor is the stream's one writer, but its threads may interleave (a turn's
+    retrieval and a person's deletion): on a version conflict the stream is reloaded and the
+    decision made again.
+    """
+    for attempt in range(attempts):
+        stream = open_stream(events, agent)
+        result = decide(stream)
+        try:
+            events.save(list(stream.collect_events()))
+            return result
+        except Conflict:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _messages(found: Sequence[Any]) -> list[ContextMessage]:
+    return [ContextMessage(int(e.originator_version), str(e.author_id), str(e.text),
+                           str(getattr(e, "author_kind", "human")))
+            for e in found if type(e).__name__ == "MessagePosted"]
+
+
+class AgentMemory:
+    """One agent's memory, as its actor uses it during and after turns."""
+
+    def __init__(self, agent: str, events: EventStore, memories: MemoryStore,
+                 embedder: Embedder, config: MemoryConfig | None = None) -> None:
+        self.agent = agent
+        self.events = events
+        self.memories = memories
+        self.embedder = embedder
+        self.config = config or MemoryConfig()
+        self._reflect_after = 0.0
+
+    # -- during a turn ------------------------------------------------------------------------
+
+    def prepare(self, room: str, up_to: int | None, n: int, system: str,
+                prompt: str | None = None, context_window: int | None = None,
+                max_output: int | None = None, summary: RoomSummary | None = None,
+                now: datetime | None = None, record: bool = True) -> Prepared:
+        """Everything memory adds to a turn, in one blocking call (run it in a thread).
+
+        Recalls memories for ``prompt`` (an invoke's text) or the room's newest message,
+        records the retrieval, appends memories and facts about the people in the context to
+        ``system``, and picks the context by the agent's strategy; for ``token_window`` the
+        budget is the context window minus the max output (the agent's overrides first) minus
+        the system prompt and a reserve for the facts. ``record=False`` (re-runs, what-ifs)
+        recalls without recording the retrieval.
+        """
+        newest = sorted(_messages(self.events.events(room_id(room), up_to=up_to, newest=True,
+                                                     limit=n * 3)),
+                        key=lambda m: m.position)[-n:]
+        query = prompt or (newest[-1].text if newest else "")
+        recalled = self.recall(query, now, record, room,
+                               newest[0].position if newest else None)
+        with_memories = self.system_prompt(system, recalled)
+        budget = None
+        if self.config.context == "token_window":
+            window = self.config.context_window or context_window
+            output = self.config.max_output or max_output
+            if window is None or output is None:
+                raise Invalid("token_window needs the model's context window and max output; "
+                              "set memory.context_window and memory.max_output")
+            budget = token_budget(window, output, estimate_tokens(with_memories) +
+                                  FACTS_RESERVE + estimate_tokens(prompt or "") + PER_MESSAGE)
+        context = self.context(room, up_to, n, budget, summary)
+        people = sorted({m.author for m in context if m.author_kind == "human"})
+        final = self.system_prompt(system, recalled, people)
+        if estimate_tokens(final) - estimate_tokens(with_memories) > FACTS_RESERVE:
+            final = with_memories  # too many facts for the reserve: leave them out this turn
+        return Prepared(context, final, [r.memory.memory_id for r in recalled])
+
+    def context(self, room: str, up_to: int | None, n: int, budget: int | None = None,
+                summary: RoomSummary | None = None) -> list[ContextMessage]:
+        """The room messages this agent's strategy picks (blocking: call in a thread)."""
+        strategy = self.config.context
+        limit = WINDOW_EVENTS if strategy == "token_window" else n * 3
+        recent = _messages(self.events.events(room_id(room), up_to=up_to, newest=True,
+                                              limit=limit))
+        inputs = ContextInputs(recent=recent, n=n, budget=budget, summary=summary)
+        if strategy == "first_last":
+            opening = self.events.events(room_id(room), limit=self.config.first_messages * 4)
+            inputs = ContextInputs(recent=recent, n=n, first=_messages(opening))
+        elif strategy == "vector" and recent:
+            tail = sorted(recent, key=lambda m: m.position)[-n:]
+            query = self.embedder.embed([tail[-1].text])[0]
+            relevant = self.memories.similar_messages(self.agent, room, query,
+                                                      tail[0].position,
+                                                      self.config.relevant_messages)
+            inputs = ContextInputs(recent=recent, n=n, relevant=relevant)
+        return choose_context(strategy, inputs, self.config.first_messages,
+                              self.config.relevant_messages)
+
+    def recall(self, query: str, now: datetime | None = None, record: bool = True,
+               room: str | None = None, shown_from: int | None = None) -> list[Retrieved]:
+        """The memories most worth recalling for ``query``; the retrieval is recorded.
+
+        Messages of ``room`` from position ``shown_from`` on are in the turn's context
+        already, so they are not recalled.
+        """
+        if self.config.recall <= 0 or not query.strip() or not self.memories.count(self.agent):
+            return []
+        vector = self.embedder.embed([query])[0]
+        found = self.memories.retrieve(self.agent, vector, self.config.recall,
+                                       self.config.weights, now, skip_room=room,
+                                       skip_from=shown_from)
+        if record and found:
+            ids = [r.memory.memory_id for r in found]
+            record_decision(self.events, self.agent, lambda stream: stream.retrieved(ids, query))
+        return found
+
+    def system_prompt(self, system: str, recalled: Sequence[Retrieved],
+                      users: Sequence[str] = ()) -> str:
+        """``system`` with the recalled memories and facts about ``users`` appended."""
+        shown = [Recalled(r.memory.memory_id, r.memory.kind, r.memory.content,
+                          r.memory.created_at) for r in recalled]
+        facts = self.memories.facts_by_user(self.agent, list(users)) if self.config.facts \
+            else {}
+        return with_memory(system, shown, facts)
+
+    # -- after a turn -------------------------------------------------------------------------
+
+    async def after_turn(self, ask: reflection.Ask, context: Sequence[ContextMessage],
+                         model: str) -> dict[str, int]:
+        """Rate, extract facts and reflect as configured; returns how many of each.
+
+        Facts are asked for only about people whose messages since the agent last spoke say
+        something lasting about themselves, so most turns cost no extra model call.
+        """
+        done = {"rated": 0, "facts": 0, "reflections": 0}
+        if self.config.importance == "model":
+            done["rated"] = await self.rate(ask, model)
+        if self.config.facts:
+            conversation = [(m.author, m.text) for m in context]
+            for user in self.people_to_ask_about(context):
+                done["facts"] += await self.extract_facts(ask, user, conversation)
+        if self.config.reflection and time.monotonic() >= self._reflect_after:
+            done["reflections"] = await self.reflect(ask)
+            if not done["reflections"]:
+                self._reflect_after = time.monotonic() + REFLECTION_RETRY_SECONDS
+        return done
+
+    def people_to_ask_about(self, context: Sequence[ContextMessage]) -> list[str]:
+        """People whose messages after the agent's last one say something lasting."""
+        ordered = sorted(context, key=lambda m: m.position)
+        mine = [i for i, m in enumerate(ordered) if m.author == self.agent]
+        fresh = ordered[mine[-1] + 1:] if mine else ordered
+        return sorted({m.author for m in fresh
+                       if m.author_kind == "human" and importance.personal(m.text)})
+
+    async def rate(self, ask: reflection.Ask, model: str, batch: int = 20) -> int:
+        """Have the model rate the newest heuristically rated memories; records the ratings."""
+        unrated = await asyncio.to_thread(self.memories.unrated, self.agent, batch)
+        if not unrated:
+            return 0
+        answer = await ask(importance.rating_prompt([m.content for m in unrated]))
+        ratings = importance.parse_ratings(answer, len(unrated))
+        if not ratings:
+            return 0
+        rated = {unrated[i].memory_id: r for i, r in ratings.items()}
+        await asyncio.to_thread(record_decision, self.events, self.agent,
+                                lambda stream: stream.rate(rated, model))
+        return len(ratings)
+
+    async def extract_facts(self, ask: reflection.Ask, user: str,
+                            conversation: Sequence[tuple[str, str]]) -> int:
+        """Ask the model for new facts about ``user``; records each as ``FactRemembered``."""
+        if not any(author == user for author, _ in conversation):
+            return 0
+        stream = await asyncio.to_thread(open_stream, self.events, self.agent)
+        known = [fact_rules.Fact(f["key"], f["value"], f["category"])
+                 for f in stream.facts_about(user)]
+        answer = await ask(fact_rules.extraction_prompt(user, list(conversation), known))
+        found = fact_rules.parse_facts(answer)
+
+        def remember(stream: MemoryStream) -> int:
+            before = len(stream.pending_events)
+            for fact in found:
+                stream.remember_fact(user, fact.key, fact.value, fact.category)
+            return len(stream.pending_events) - before
+
+        if not found:
+            return 0
+        return await asyncio.to_thread(record_decision, self.events, self.agent, remember)
+
+    async def reflect(self, ask: reflection.Ask, now: datetime | None = None) -> int:
+        """Reflect if recent importance passed the threshold; records the cited insights."""
+        ratings = await asyncio.to_thread(self.memories.ratings_since_reflection, self.agent,
+                                          reflection.WINDOW)
+        if not reflection.should_reflect(ratings, self.config.reflection_threshold):
+            return 0
+        recent = await asyncio.to_thread(self.memories.newest, self.agent, reflection.WINDOW)
+
+        async def evidence(question: str) -> list[reflection.Statement]:
+            vector = (await asyncio.to_thread(self.embedder.embed, [question]))[0]
+            found = await asyncio.to_thread(self.memories.retrieve, self.agent, vector, 10,
+                                            self.config.weights, now)
+            return [reflection.Statement(r.memory.memory_id, r.memory.content) for r in found]
+
+        insights = await reflection.reflect(self.agent, recent, ask, evidence)
+        if not insights:
+            return 0
+        def write(stream: MemoryStream) -> None:
+            for insight in insights:
+                stream.reflect(insight.question, insight.content,
+                               max(importance.heuristic_importance(insight.content), 5),
+                               list(insight.cites))
+
+        await asyncio.to_thread(record_decision, self.events, self.agent, write)
+        return len(insights)
+
+    def upkeep(self, now: datetime | None = None) -> Upkeep:
+        """Merge near-duplicates, forget what decayed, apply retention (blocking)."""
+        moment = now or datetime.now(UTC)
+        cfg = self.config
+        states = self.memories.states(self.agent)
+        merges = upkeep.near_duplicates(
+            states, self.memories.similar_pairs(self.agent, cfg.consolidate_above),
+            cfg.consolidate_above)
+        merged = {m for merge in merges for m in merge.merged_ids}
+        alive = [s for s in states if s.memory_id not in merged]
+        decayed = upkeep.to_forget(alive, moment, cfg.forget_below)
+        alive = [s for s in alive if s.memory_id not in set(decayed)]
+        old = upkeep.past_retention(alive, moment, cfg.max_memories, cfg.max_age_days)
+        def write(stream: MemoryStream) -> None:
+            for merge in merges:
+                stream.merge(merge.kept_id, list(merge.merged_ids), merge.similarity)
+            stream.forget(decayed, f"decayed below {cfg.forget_below}")
+            stream.forget(old, "past the retention limit")
+
+        if merges or decayed or old:
+            record_decision(self.events, self.agent, write)
+        return Upkeep(len(merged), len(decayed), len(old))
+
+
+# -- what people reach through the gateway and the CLI -------------------------------------
+
+def list_memories(events: EventStore, memories: MemoryStore, agent: str, user: str,
+                  is_admin: bool = False, kind: str | None = None, limit: int = 50,
+                  offset: int = 0) -> list[dict[str, Any]]:
+    """The agent's memories, newest first (owner or admin)."""
+    check_access(events, agent, user, is_admin)
+    return [m.as_dict() for m in memories.memories(agent, kind, limit, offset)]
+
+
+def search_memories(events: EventStore, memories: MemoryStore, embedder: Embedder,
+                    agent: str, user: str, query: str, is_admin: bool = False, k: int = 10,
+                    weights: Weights | None = None,
+                    now: datetime | None = None) -> list[dict[str, Any]]:
+    """The agent's best memories for ``query`` with their scores in parts (owner or admin).
+
+    Weights default to the agent's own. Looking is not remembering: no retrieval is recorded.
+    """
+    found = check_access(events, agent, user, is_admin)
+    if not query.strip():
+        raise Invalid("a memory search needs a query")
+    config = memory_config(found.definition)
+    vector = embedder.embed([query])[0]
+    chosen = weights or config.weights
+    return [r.as_dict() for r in memories.retrieve(agent, vector, max(1, min(k, 100)),
+                                                   chosen, now)]
+
+
+def add_memory(events: EventStore, agent: str, user: str, content: str, kind: str = "semantic",
+               rating: int | None = None, is_admin: bool = False) -> str:
+    """Record a memory for the agent (owner or admin; run it in the agent's actor)."""
+    check_access(events, agent, user, is_admin)
+    given = rating if rating is not None else importance.heuristic_importance(content)
+    source = "manual" if rating is not None else "heuristic"
+    return record_decision(events, agent, lambda stream: stream.remember(
+        check_kind(kind), content, given, {"by": user, "via": MANUAL_SOURCE}, source))
+
+
+def delete_memory(events: EventStore, memories: MemoryStore, agent: str, user: str,
+                  memory_id: str, is_admin: bool = False) -> None:
+    """Forget one of the agent's memories (owner or admin; run it in the agent's actor)."""
+    check_access(events, agent, user, is_admin)
+    memories.memory(agent, memory_id)  # NotFound unless it is this agent's
+    record_decision(events, agent, lambda stream: stream.forget([memory_id], f"deleted by {user}"))
+
+
+def user_facts(memories: MemoryStore, agent: str, user: str, about: str | None = None,
+               is_admin: bool = False) -> list[dict[str, str]]:
+    """Facts the agent holds about ``about`` (default: the caller). People see their own."""
+    subject = about or user
+    if subject != user and not is_admin:
+        raise Forbidden("you may list only the facts about yourself")
+    return memories.facts(agent, subject)
+
+
+def forget_user_fact(events: EventStore, agent: str, user: str, fact_id: str,
+                     about: str | None = None, is_admin: bool = False) -> None:
+    """Delete a fact about the caller (admins: about anyone); run it in the agent's actor."""
+    subject = about or user
+    if subject != user and not is_admin:
+        raise Forbidden("you may delete only the facts about yourself")
+    record_decision(events, agent, lambda stream: stream.forget_fact(subject, fact_id))
+
+
+def memory_config(definition: dict[str, Any]) -> MemoryConfig:
+    """The ``memory`` settings of an agent definition (defaults when it has none)."""
+    try:
+        return MemoryConfig.model_validate(definition.get("memory") or {})
+    except ValueError as error:
+        raise Invalid(f"agent memory settings: {error}") from None
