@@ -21,7 +21,7 @@ from domain.turns import Manners, RoomView, Trigger, timed_triggers, triggers_fo
 from infra.bus import RoomBus
 from infra.llm.registry import check_definition
 from infra.memories import MemoryStore
-from infra.recall import AgentMemory
+from infra.recall import AgentMemory, add_memory, delete_memory, forget_user_fact
 from infra.settings import Settings
 from infra.store import EventStore
 
@@ -273,6 +273,26 @@ class AgentCore:
             except Exception as error:  # noqa: BLE001 - a vanished room cannot hear us anyway
                 log.warning("could not %s %s in a room: %s", "mute" if muted else "unmute",
                             self.name, error)
+
+    # -- memory, for people (owner or admin; this actor is the memory stream's writer) -----
+
+    async def add_memory(self, by: str, is_admin: bool, content: str, kind: str = "semantic",
+                         importance: int | None = None) -> dict[str, Any]:
+        memory_id = await asyncio.to_thread(add_memory, self.store, self.name, by, content,
+                                            kind, importance, is_admin)
+        return {"agent": self.name, "memory_id": memory_id}
+
+    async def delete_memory(self, by: str, is_admin: bool, memory_id: str) -> dict[str, Any]:
+        spec = self._agent().spec
+        await asyncio.to_thread(delete_memory, self.store, self.memory(spec).memories,
+                                self.name, by, memory_id, is_admin)
+        return {"agent": self.name, "deleted": memory_id}
+
+    async def forget_fact(self, by: str, is_admin: bool, fact_id: str,
+                          about: str | None = None) -> dict[str, Any]:
+        await asyncio.to_thread(forget_user_fact, self.store, self.name, by, fact_id, about,
+                                is_admin)
+        return {"agent": self.name, "forgotten": fact_id}
 
     async def seen(self, room: str) -> dict[str, Any]:
         """How far this agent has taken in ``room`` and whether it has work in hand."""

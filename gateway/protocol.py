@@ -197,18 +197,58 @@ class SetPolicy(Frame):
     selector: Name | None = None
 
 
+class Memories(Frame):
+    """List an agent's memories, or search them (scores in parts) when ``query`` is given."""
+
+    type: Literal["memories"]
+    agent: Name
+    query: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)] | None = None
+    kind: Literal["episodic", "semantic", "procedural", "social"] | None = None
+    limit: Annotated[int, Field(ge=1, le=200, strict=True)] = 20
+
+
+class AddMemory(Frame):
+    type: Literal["add_memory"]
+    agent: Name
+    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+    kind: Literal["episodic", "semantic", "procedural", "social"] = "semantic"
+    importance: Annotated[int, Field(ge=1, le=10, strict=True)] | None = None
+
+
+class DeleteMemory(Frame):
+    type: Literal["delete_memory"]
+    agent: Name
+    memory_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Facts(Frame):
+    """Facts an agent holds about the caller (admins: about ``about``)."""
+
+    type: Literal["facts"]
+    agent: Name
+    about: Name | None = None
+
+
+class ForgetFact(Frame):
+    type: Literal["forget_fact"]
+    agent: Name
+    fact_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    about: Name | None = None
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
-    | Diff | Rerun | Override,
+    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
 TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "history", "fork",
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
          "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
-         "agent_state", "export", "import", "diff", "rerun", "override")
+         "agent_state", "export", "import", "diff", "rerun", "override", "memories",
+         "add_memory", "delete_memory", "facts", "forget_fact")
 
 
 def request_id_of(raw: Any) -> RequestId:

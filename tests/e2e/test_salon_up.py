@@ -108,6 +108,20 @@ async def test_salon_up_chats_stops_on_sigterm_and_keeps_history(home: Path) -> 
         assert said.returncode == 0 and "at position" in said.stdout, said.stderr
         shown = up.cli("agents", "show", "fern")
         assert shown.returncode == 0 and "--- system prompt ---" in shown.stdout
+        remembered = up.cli("agents", "memory", "fern", "--add", "the fig needs water on Fridays",
+                            "--importance", "8")
+        assert remembered.returncode == 0 and remembered.stdout.startswith("remembered ")
+        memory_id = remembered.stdout.split()[1]
+        for _ in range(100):  # the memory projection follows the log
+            scored = up.cli("agents", "memory", "fern", "--query", "when to water the fig")
+            if memory_id in scored.stdout:
+                break
+            time.sleep(0.2)
+        assert "RELEVANCE" in scored.stdout and memory_id in scored.stdout, scored.stdout
+        bad = up.cli("agents", "memory", "fern", "--add", "x", "--delete", "y")
+        assert bad.returncode != 0 and "not both" in bad.stderr
+        models = up.cli("models", "list", "--provider", "anthropic")
+        assert models.returncode == 0 and "claude" in models.stdout, models.stderr
         assert up.cli("agents", "pause", "fern").stdout.strip() == "fern is paused"
         assert up.cli("agents", "resume", "fern").stdout.strip() == "fern is active"
         policy = up.cli("rooms", "policy", "garden", "--mode", "round_robin")
