@@ -7,6 +7,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from actors import directory
@@ -14,6 +15,7 @@ from actors.recordings import Recording, ReplayProvider
 from actors.toolbox import Toolbox
 from domain.definitions import build
 from domain.errors import SalonError
+from domain.ids import room_id
 from domain.turns import Trigger, addressed
 from infra.llm import (
     ChatMessage,
@@ -68,6 +70,7 @@ class TurnRunner:
         self.recording = Recording(actor.store, actor.name, str(source), trigger.room) \
             if source else None
         self.remembered: Context | None = None  # what the reply was based on, for memory
+        self.forked_from: dict[str, Any] | None = rules.get("forked_from")
 
     async def publish(self, kind: str, **fields: Any) -> None:
         await self.actor.bus.publish_ephemeral(self.trigger.room, kind, agent=self.actor.name,
@@ -138,7 +141,15 @@ class TurnRunner:
                               self.spec.context_messages, self.spec.system_prompt(),
                               prompt=self.trigger.text if self.trigger.kind == "invoke" else None,
                               context_window=info.context_window, max_output=info.max_output,
-                              record=self.recording is None)
+                              record=self.recording is None, formed_by=self._branch_point())
+
+    def _branch_point(self) -> datetime | None:
+        """In a fork: when its last inherited event happened (memories after it are not ours)."""
+        if not self.forked_from:
+            return None
+        at = int(self.forked_from["at"])
+        found = self.actor.store.events(room_id(self.trigger.room), after=at - 1, up_to=at)
+        return found[0].timestamp if found else None
 
     async def _remember(self, context: Context) -> None:
         """After a turn: importance ratings, user facts and reflection, as configured.
@@ -146,7 +157,9 @@ class TurnRunner:
         Their model calls are recorded as ``ModelCalled`` with ``purpose: memory`` (re-runs
         skip them); a failure here is logged and never undoes the turn.
         """
-        if self.recording is not None or self.trigger.kind not in ("turn", "invoke"):
+        # Every reply the agent composed counts (a mention, an idle or scheduled turn too):
+        # reflection waits on what the agent heard, not on how it was asked to speak.
+        if self.recording is not None:
             return
 
         async def ask(prompt: str) -> str:

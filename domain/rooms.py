@@ -131,7 +131,8 @@ class Room(Aggregate):
 
     def rules(self) -> dict[str, Any]:
         """What agents need to know of this room to decide and act: policy, re-run, overrides."""
-        return {**self.policy, "rerun_of": self.rerun_of, "overrides": dict(self.overrides)}
+        return {**self.policy, "rerun_of": self.rerun_of, "overrides": dict(self.overrides),
+                "forked_from": self.forked_from}
 
     def describe(self) -> dict[str, Any]:
         """The room's state as plain data (for replay and inspection)."""

@@ -101,7 +101,8 @@ def triggers_for(manners: Manners, room: str, frames: list[dict[str, Any]], view
             view.last_event_at = max(view.last_event_at or at, at)
         kind = body.get("kind")
         if kind == "room_policy_changed":
-            view.policy = {k: body.get(k) for k in ("mode", "max_agent_streak", "selector")}
+            view.policy = {**view.policy,
+                           **{k: body.get(k) for k in ("mode", "max_agent_streak", "selector")}}
             cap = int(view.policy.get("max_agent_streak") or MAX_AGENT_STREAK)
         elif kind == "member_joined" and body.get("member_id") == agent and manners.opening_line:
             found.append(Trigger("joined", room, position, None))

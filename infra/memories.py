@@ -204,14 +204,16 @@ class MemoryStore:
     def retrieve(self, agent: str, query: Sequence[float], k: int = 5,
                  weights: Weights | None = None, now: datetime | None = None,
                  kinds: Sequence[str] | None = None, candidates: int = CANDIDATES,
-                 skip_room: str | None = None, skip_from: int | None = None) -> list[Retrieved]:
+                 skip_room: str | None = None, skip_from: int | None = None,
+                 formed_by: datetime | None = None) -> list[Retrieved]:
         """The ``k`` best memories of ``agent`` for ``query`` (an embedding), best first.
 
         Candidates are the agent's most relevant memories (HNSW), its most recently accessed
         and its most important, ``candidates`` of each; every part is min-max normalised over
         that union, so an agent with fewer memories than ``candidates`` is scored exactly.
         Memories of ``skip_room`` from position ``skip_from`` on (messages the turn's context
-        shows anyway) are left out.
+        shows anyway) are left out, and so are memories formed after ``formed_by`` (an agent
+        in a fork remembers only what it knew at the fork point).
         """
         check_name(agent, "agent")
         for kind in kinds or ():
@@ -222,6 +224,8 @@ class MemoryStore:
         if skip_room is not None and skip_from is not None:
             kind_filter += " AND NOT (room IS NOT DISTINCT FROM %(skip_room)s AND " \
                            "position IS NOT NULL AND position >= %(skip_from)s)"
+        if formed_by is not None:
+            kind_filter += " AND created_at <= %(formed_by)s"
         t = self.table()
         sql = f"""
             WITH rel AS (SELECT id FROM {t} WHERE agent_id = %(agent)s {kind_filter}
@@ -235,7 +239,7 @@ class MemoryStore:
               AND id IN (SELECT id FROM rel UNION SELECT id FROM rec UNION SELECT id FROM imp)
         """
         args = {"agent": agent, "q": vector, "n": candidates, "kinds": list(kinds or []),
-                "skip_room": skip_room, "skip_from": skip_from}
+                "skip_room": skip_room, "skip_from": skip_from, "formed_by": formed_by}
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = conn.execute(sql, args).fetchall()

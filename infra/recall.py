@@ -115,7 +115,8 @@ class AgentMemory:
     def prepare(self, room: str, up_to: int | None, n: int, system: str,
                 prompt: str | None = None, context_window: int | None = None,
                 max_output: int | None = None, summary: RoomSummary | None = None,
-                now: datetime | None = None, record: bool = True) -> Prepared:
+                now: datetime | None = None, record: bool = True,
+                formed_by: datetime | None = None) -> Prepared:
         """Everything memory adds to a turn, in one blocking call (run it in a thread).
 
         Recalls memories for ``prompt`` (an invoke's text) or the room's newest message,
@@ -123,14 +124,15 @@ class AgentMemory:
         ``system``, and picks the context by the agent's strategy; for ``token_window`` the
         budget is the context window minus the max output (the agent's overrides first) minus
         the system prompt and a reserve for the facts. ``record=False`` (re-runs, what-ifs)
-        recalls without recording the retrieval.
+        recalls without recording the retrieval; ``formed_by`` (a fork's branch point) leaves
+        out memories formed later.
         """
         newest = sorted(_messages(self.events.events(room_id(room), up_to=up_to, newest=True,
                                                      limit=n * 3)),
                         key=lambda m: m.position)[-n:]
         query = prompt or (newest[-1].text if newest else "")
         recalled = self.recall(query, now, record, room,
-                               newest[0].position if newest else None)
+                               newest[0].position if newest else None, formed_by)
         with_memories = self.system_prompt(system, recalled)
         budget = None
         if self.config.context == "token_window":
@@ -170,7 +172,8 @@ class AgentMemory:
                               self.config.relevant_messages)
 
     def recall(self, query: str, now: datetime | None = None, record: bool = True,
-               room: str | None = None, shown_from: int | None = None) -> list[Retrieved]:
+               room: str | None = None, shown_from: int | None = None,
+               formed_by: datetime | None = None) -> list[Retrieved]:
         """The memories most worth recalling for ``query``; the retrieval is recorded.
 
         Messages of ``room`` from position ``shown_from`` on are in the turn's context
@@ -181,7 +184,7 @@ class AgentMemory:
         vector = self.embedder.embed([query])[0]
         found = self.memories.retrieve(self.agent, vector, self.config.recall,
                                        self.config.weights, now, skip_room=room,
-                                       skip_from=shown_from)
+                                       skip_from=shown_from, formed_by=formed_by)
         if record and found:
             ids = [r.memory.memory_id for r in found]
             record_decision(self.events, self.agent, lambda stream: stream.retrieved(ids, query))
