@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch 2.13.0 is a CPU build on this machine's disk; install it before anything that
+	# depends on torch, or pip would fetch a multi-gigabyte CUDA build instead.
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -27,6 +30,9 @@ test: install chromium
 bench: install
 	$(PY) -m bench.append
 	$(PY) -m bench.fanout
+	$(PY) -m bench.turn_overhead
+	$(PY) -m bench.memory
+	$(PY) -m bench.projections
 
 lint: install
 	$(VENV)/bin/ruff check .

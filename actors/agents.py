@@ -16,6 +16,7 @@ from actors.turns import TurnRunner
 from domain.agents import Agent
 from domain.definitions import AgentDefinition, build
 from domain.errors import Conflict, Invalid, NotFound, SalonError
+from domain.exports import streams_of
 from domain.ids import agent_id, new_id
 from domain.turns import Manners, RoomView, Trigger, timed_triggers, triggers_for
 from infra.bus import RoomBus
@@ -131,7 +132,8 @@ class AgentCore:
         """Open this agent from an export's records, all or nothing."""
         if self.agent is not None:
             raise Conflict(f"agent {self.name!r} exists already in this installation")
-        await asyncio.to_thread(self.store.insert_records, self.id, records)
+        _, own, more = streams_of("agent", self.name, records)
+        await asyncio.to_thread(self.store.insert_records, self.id, own, more)
         self.agent = await asyncio.to_thread(self._load)
         return int(self._agent().version)
 

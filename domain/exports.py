@@ -3,6 +3,10 @@
 Line 1 is a header, then one line per event, then a footer. Every line carries ``sha256`` over
 its own canonical JSON (without ``sha256``) plus the previous line's checksum, so any altered,
 removed, added or reordered byte is detected and named by line.
+
+Schema 2 lets an export carry more than one stream: an agent's export holds its own stream
+and then its memory stream (lines with ``"stream": "memory"``), each numbered from 1.
+Schema 1 files (one stream) are still read.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from domain.errors import Invalid
+from domain.ids import agent_id, room_id
+from domain.memories import memory_stream_id
 
 FORMAT = "salon-export"
-SCHEMA = 1
+SCHEMA = 2
+READABLE = (1, 2)
 KINDS = ("room", "agent")
+STREAMS = ("main", "memory")
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class Record:
     version: int
     topic: str
     state: str
+    stream: str = "main"  # which of the exported streams: "main", or an agent's "memory"
 
 
 def _canonical(line: dict[str, Any]) -> str:
@@ -45,7 +55,8 @@ def write(kind: str, name: str, records: list[Record]) -> str:
     previous = ""
     for line in ([{"format": FORMAT, "schema": SCHEMA, "kind": kind, "name": name,
                    "events": len(records)}]
-                 + [{"version": r.version, "topic": r.topic, "state": r.state} for r in records]
+                 + [{"version": r.version, "topic": r.topic, "state": r.state,
+                     **({"stream": r.stream} if r.stream != "main" else {})} for r in records]
                  + [{"end": True, "events": len(records)}]):
         sealed = _seal(line, previous)
         previous = sealed["sha256"]
@@ -76,18 +87,36 @@ def read(text: str) -> tuple[str, str, list[Record]]:
     header, body, footer = parsed[0], parsed[1:-1], parsed[-1]
     if header.get("format") != FORMAT:
         raise Invalid("not a Salon export (line 1 has no salon-export header)")
-    if header.get("schema") != SCHEMA:
+    if header.get("schema") not in READABLE:
         raise Invalid(f"export schema {header.get('schema')!r} is not supported; "
-                      f"this Salon reads schema {SCHEMA}")
+                      f"this Salon reads schemas {', '.join(map(str, READABLE))}")
     if header.get("kind") not in KINDS or not isinstance(header.get("name"), str):
         raise Invalid("line 1 must name the kind (room or agent) and name of what was exported")
     if footer.get("end") is not True or footer.get("events") != len(body) \
             or header.get("events") != len(body):
         raise Invalid("the export is truncated: its event count does not match")
     records = []
+    expected = {stream: 1 for stream in STREAMS}
     for number, line in enumerate(body, start=2):
         version, topic, state = line.get("version"), line.get("topic"), line.get("state")
-        if version != number - 1 or not isinstance(topic, str) or not isinstance(state, str):
-            raise Invalid(f"line {number} is not event {number - 1} of the stream")
-        records.append(Record(version, topic, state))
+        stream = line.get("stream", "main")
+        if stream not in STREAMS or (stream != "main" and header.get("kind") != "agent"):
+            raise Invalid(f"line {number} names an unknown stream {stream!r}")
+        if version != expected[stream] or not isinstance(topic, str) \
+                or not isinstance(state, str):
+            raise Invalid(f"line {number} is not event {expected[stream]} of the {stream} "
+                          "stream")
+        expected[stream] += 1
+        records.append(Record(version, topic, state, stream))
+    if not records or records[0].stream != "main":
+        raise Invalid("the export holds no events of what it names")
     return str(header["kind"]), str(header["name"]), records
+
+
+def streams_of(kind: str, name: str, records: list[Record],
+               ) -> tuple[UUID, list[Record], dict[UUID, list[Record]]]:
+    """Where an export's records go: (main stream id, its records, the other streams)."""
+    main = room_id(name) if kind == "room" else agent_id(name)
+    own = [r for r in records if r.stream == "main"]
+    memory = [r for r in records if r.stream == "memory"]
+    return main, own, ({memory_stream_id(name): memory} if memory else {})

@@ -1,4 +1,5 @@
-"""The gateway server: protocol v1 at ``/v1/ws``, the web page at ``/``, health at ``/healthz``."""
+"""The gateway server: protocol v1 at ``/v1/ws``, the web page at ``/``, health at ``/healthz``,
+Prometheus metrics at ``/metrics``, the admin pages (audit, projections, jobs) under ``/admin``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from http import HTTPStatus
 from importlib import resources
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from gateway.auth import Accounts
@@ -15,6 +17,7 @@ from gateway.feed import RoomFeed
 from gateway.sessions import Session
 from infra.settings import Settings
 from infra.store import EventStore
+from projections.http import AdminPages
 
 log = logging.getLogger(__name__)
 WS_PATH = "/v1/ws"
@@ -36,15 +39,28 @@ class Gateway:
         self.feed = RoomFeed(settings.redis_url)
         self.server: Server | None = None
         self.html = page()
+        self.admin = AdminPages(settings, store)
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port."""
         await self.feed.start()
         self.server = await serve(self._connection, host, port,
-                                  process_request=self._http,
+                                  process_request=self._process,
                                   max_size=self.settings.max_frame_bytes,
                                   compression=None, ping_interval=20, ping_timeout=60)
         return int(self.server.sockets[0].getsockname()[1])
+
+    async def _process(self, connection: ServerConnection, request: Request) -> Response | None:
+        path, _, query = request.path.partition("?")
+        if path == "/metrics" or path.startswith("/admin"):
+            # The read models are in PostgreSQL: answer from a thread, not the event loop.
+            answer = await asyncio.to_thread(self.admin.respond, path, query)
+            if answer is not None:
+                status, kind, body = answer
+                headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
+                                   ("Cache-Control", "no-store")])
+                return Response(status, HTTPStatus(status).phrase, headers, body)
+        return self._http(connection, request)
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -73,4 +89,5 @@ class Gateway:
             except TimeoutError:
                 log.warning("some WebSocket peers did not close in time; stopping anyway")
         await self.feed.stop()
+        await asyncio.to_thread(self.admin.close)
 

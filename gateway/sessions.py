@@ -31,7 +31,7 @@ from gateway.feed import RoomFeed
 from gateway.subscriptions import Subscription
 from infra.settings import Settings
 from infra.store import EventStore
-from projections import catalogue, replays
+from projections import catalogue, quotas, replays
 
 log = logging.getLogger(__name__)
 HISTORY_LIMIT = 100
@@ -156,6 +156,9 @@ class Session:
 
     async def do_say(self, request: p.Say, user: Principal) -> dict[str, Any]:
         actor = await self._room(request.room)
+        assert self.settings.database_url
+        await asyncio.to_thread(quotas.guard(self.settings.database_url).check, request.room,
+                                user.name, request.text)
         # A request id of our own makes Ray's retry after an actor crash post at most once.
         posted: dict[str, Any] = await call(actor.post.remote(
             user.name, request.text, reply_to=request.reply_to,
@@ -210,6 +213,54 @@ class Session:
         actor = await self._agent(request.agent)
         info: dict[str, Any] = await call(actor.info.remote())
         return info
+
+    # -- memory (owner or admin; reads here, writes through the agent's actor) ---------------
+
+    def _memories(self) -> Any:
+        from actors.agents import memory_store
+
+        assert self.settings.database_url
+        return memory_store(self.settings.database_url)
+
+    async def do_memories(self, request: p.Memories, user: Principal) -> dict[str, Any]:
+        from actors.embedder import RemoteEmbedder
+        from infra.recall import list_memories, search_memories
+
+        if request.query:
+            found = await asyncio.to_thread(
+                search_memories, self.store, self._memories(), RemoteEmbedder(self.settings),
+                request.agent, user.name, request.query, user.is_admin, request.limit)
+        else:
+            found = await asyncio.to_thread(list_memories, self.store, self._memories(),
+                                            request.agent, user.name, user.is_admin,
+                                            request.kind, request.limit)
+        return {"agent": request.agent, "memories": found}
+
+    async def do_add_memory(self, request: p.AddMemory, user: Principal) -> dict[str, Any]:
+        actor = await self._agent(request.agent)
+        added: dict[str, Any] = await call(actor.add_memory.remote(
+            user.name, user.is_admin, request.content, request.kind, request.importance))
+        return added
+
+    async def do_delete_memory(self, request: p.DeleteMemory, user: Principal) -> dict[str, Any]:
+        actor = await self._agent(request.agent)
+        deleted: dict[str, Any] = await call(actor.delete_memory.remote(
+            user.name, user.is_admin, request.memory_id))
+        return deleted
+
+    async def do_facts(self, request: p.Facts, user: Principal) -> dict[str, Any]:
+        from infra.recall import user_facts
+
+        await self._agent(request.agent)
+        found = await asyncio.to_thread(user_facts, self._memories(), request.agent, user.name,
+                                        request.about, user.is_admin)
+        return {"agent": request.agent, "about": request.about or user.name, "facts": found}
+
+    async def do_forget_fact(self, request: p.ForgetFact, user: Principal) -> dict[str, Any]:
+        actor = await self._agent(request.agent)
+        forgotten: dict[str, Any] = await call(actor.forget_fact.remote(
+            user.name, user.is_admin, request.fact_id, request.about))
+        return forgotten
 
     async def do_command(self, request: p.Command, user: Principal) -> dict[str, Any]:
         actor = await self._agent(request.agent)

@@ -100,10 +100,13 @@ class EventStore:
         return [Record(e.originator_version, e.topic, bytes(e.state).decode())
                 for e in stored]
 
-    def insert_records(self, aggregate_id: UUID, records: list[Record]) -> None:
-        """Append a whole stream in one transaction: all of it or (on any error) none."""
-        stored = [StoredEvent(originator_id=aggregate_id, originator_version=r.version,
-                              topic=r.topic, state=r.state.encode()) for r in records]
+    def insert_records(self, aggregate_id: UUID, records: list[Record],
+                       more: dict[UUID, list[Record]] | None = None) -> None:
+        """Append a whole stream (and ``more`` streams) in one transaction: all or none."""
+        streams = {aggregate_id: records, **(more or {})}
+        stored = [StoredEvent(originator_id=stream, originator_version=r.version,
+                              topic=r.topic, state=r.state.encode())
+                  for stream, listed in streams.items() for r in listed]
         for record in stored:
             try:
                 resolve_topic(record.topic)

@@ -29,12 +29,18 @@ def rooms(store: EventStore) -> list[dict[str, Any]]:
 
 
 def agents(store: EventStore) -> list[dict[str, Any]]:
-    """Every agent defined: name, provider, model, role."""
+    """Every agent defined: name, provider, model, role, status (active, paused, stopped)."""
+    changes = [(version, stream, status)
+               for status, cls in (("paused", Agent.AgentPaused), ("active", Agent.AgentResumed),
+                                   ("stopped", Agent.AgentStopped))
+               for stream, version, _ in store.states_of(cls)]
+    status = {stream: value for _, stream, value in sorted(changes, key=lambda c: c[0])}
     found = []
-    for _, _, state in store.states_of(Agent.AgentDefined):
+    for stream, _, state in store.states_of(Agent.AgentDefined):
         definition = state["definition"]
         found.append({"name": definition["name"], "provider": definition.get("provider"),
                       "model": definition.get("model"), "role": definition.get("role"),
+                      "status": status.get(stream, "active"),
                       "created_at": _time(state.get("timestamp"))})
     return sorted(found, key=lambda a: a["name"])
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from domain import exports
 from domain.agents import Agent
 from domain.errors import Invalid, NotFound
 from domain.ids import agent_id, room_id
+from domain.memories import memory_stream_id
 from domain.rooms import Room
 from domain.wire import event_body
 from infra.store import EventStore
@@ -65,4 +67,7 @@ def export(store: EventStore, kind: str, name: str) -> str:
     records = store.records(stream)
     if not records:
         raise NotFound(f"{kind} {name!r} does not exist")
+    if kind == "agent":  # the agent's memories go with it
+        records += [replace(r, stream="memory") for r in store.records(memory_stream_id(name))]
     return exports.write(kind, name, records)
+

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class Platform:
         self.thread: threading.Thread | None = None
         self.started_ray = False
         self.running: Running | None = None
+        self.projections: Any = None
+        self.stop_memory: Callable[[], None] | None = None
 
     def start(self) -> Running:
         """Start every part; returns where the gateway listens and the admin token."""
@@ -86,6 +89,8 @@ class Platform:
         settings = self.settings.resolved(database_url, redis_url)
         self.store = EventStore(database_url, settings.snapshot_interval)
         self._start_ray(settings)
+        self._start_projections(settings)
+        self._start_memory(settings)
         accounts = Accounts(self.store)
         token = self._admin_token(accounts)
         self.gateway = Gateway(settings, self.store, accounts)
@@ -106,6 +111,31 @@ class Platform:
                      num_cpus=os.cpu_count() or 2, object_store_memory=256 * 1024 * 1024,
                      log_to_driver=False)
         self.started_ray = True
+
+    def _start_memory(self, settings: Settings) -> None:
+        """Create the memory tables, and follow the log into them unless told not to."""
+        from actors.embedder import RemoteEmbedder
+        from infra.memories import MemoryStore
+        from projections.memories import MemoryProjection
+
+        assert settings.database_url
+        tables = MemoryStore(settings.database_url, max_size=1)
+        try:
+            tables.ensure_tables()
+        finally:
+            tables.close()
+        if settings.memory_projection:
+            projection = MemoryProjection(settings.database_url,
+                                          embedder=RemoteEmbedder(settings))
+            self.stop_memory = projection.start()
+
+    def _start_projections(self, settings: Settings) -> None:
+        """Follow the log into the read models, and work background jobs, each in a Ray actor."""
+        from projections import service
+
+        config = service.ProjectionSettings()
+        if config.enabled:
+            self.projections = service.start(settings, config)
 
     def _admin_token(self, accounts: Accounts) -> str:
         path = self.home / "admin.token"
@@ -169,6 +199,15 @@ class Platform:
             if self.thread is not None:
                 self.thread.join(timeout=10)
             self.gateway = None
+        if self.stop_memory is not None:
+            self.stop_memory()
+            self.stop_memory = None
+        if self.projections is not None:
+            try:
+                self.projections.stop()
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("stopping the projections failed")
+            self.projections = None
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
