@@ -32,6 +32,7 @@ bench: install
 	$(PY) -m bench.fanout
 	$(PY) -m bench.turn_overhead
 	$(PY) -m bench.memory
+	$(PY) -m bench.simulate
 	$(PY) -m bench.projections
 
 lint: install

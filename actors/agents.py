@@ -266,9 +266,12 @@ class AgentCore:
             agent.fail_turn(turn_id, f"cancelled: the agent was {why}")
 
     async def _mute_rooms(self, muted: bool) -> None:
+        # Only rooms whose actor runs: a room activated later reads this agent's status from
+        # the log (saved before its next turn could start), so waking dormant rooms is waste.
         rooms = set(self.views) | set(self._agent().handled)
-        calls = [directory.room(room, self.settings).set_muted.remote(self.name, muted)
-                 for room in rooms]
+        live = [handle for handle in (directory.running("room", room, self.settings)
+                                      for room in sorted(rooms)) if handle is not None]
+        calls = [handle.set_muted.remote(self.name, muted) for handle in live]
         for call in calls:
             try:
                 await call

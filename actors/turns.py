@@ -14,8 +14,9 @@ from actors import directory
 from actors.recordings import Recording, ReplayProvider
 from actors.toolbox import Toolbox
 from domain.definitions import build
-from domain.errors import SalonError
+from domain.errors import NotFound, SalonError
 from domain.ids import room_id
+from domain.threads import Thread, thread_id
 from domain.turns import Trigger, addressed
 from infra.llm import (
     ChatMessage,
@@ -27,7 +28,7 @@ from infra.llm import (
 )
 from infra.llm.models import model_info
 from infra.recall import Prepared
-from memory.context import ContextMessage
+from memory.context import ContextMessage, RoomSummary
 
 if TYPE_CHECKING:
     from actors.agents import AgentCore
@@ -141,7 +142,21 @@ class TurnRunner:
                               self.spec.context_messages, self.spec.system_prompt(),
                               prompt=self.trigger.text if self.trigger.kind == "invoke" else None,
                               context_window=info.context_window, max_output=info.max_output,
-                              record=self.recording is None, formed_by=self._branch_point())
+                              record=self.recording is None, formed_by=self._branch_point(),
+                              summary=self._summary())
+
+    def _summary(self) -> RoomSummary | None:
+        """For the ``summarize`` strategy: the room's latest summary up to this turn's point."""
+        if self.spec.memory.context != "summarize":
+            return None
+        try:
+            thread = self.actor.store.get(Thread, thread_id(self.trigger.room), "thread")
+        except NotFound:
+            return None
+        if not thread.summary or (self.trigger.position is not None
+                                  and thread.summary_position > self.trigger.position):
+            return None
+        return RoomSummary(thread.summary_position, thread.summary)
 
     def _branch_point(self) -> datetime | None:
         """In a fork: when its last inherited event happened (memories after it are not ours)."""

@@ -272,11 +272,11 @@ class Session:
                                 user: Principal) -> dict[str, Any]:
         if not user.is_admin:
             raise Forbidden("only admins may stop every agent")
-        names = [a["name"] for a in await asyncio.to_thread(catalogue.agents, self.store)]
+        from actors.emergency import stop_every_agent
+
+        agents = await asyncio.to_thread(catalogue.agents, self.store)
         reason = request.reason or f"emergency stop by {user.name}"
-        calls = [directory.agent(n, self.settings).stop.remote(user.name, True, reason)
-                 for n in names]
-        stopped = [info["name"] for info in await asyncio.gather(*(call(c) for c in calls))]
+        stopped = await stop_every_agent(self.settings, agents, user.name, reason, call)
         return {"stopped": stopped}
 
     async def do_set_policy(self, request: p.SetPolicy, user: Principal) -> dict[str, Any]:

@@ -217,8 +217,6 @@ class AgentMemory:
                 done["facts"] += await self.extract_facts(ask, user, conversation)
         if self.config.reflection and time.monotonic() >= self._reflect_after:
             done["reflections"] = await self.reflect(ask)
-            if not done["reflections"]:
-                self._reflect_after = time.monotonic() + REFLECTION_RETRY_SECONDS
         return done
 
     def people_to_ask_about(self, context: Sequence[ContextMessage]) -> list[str]:
@@ -280,6 +278,9 @@ class AgentMemory:
 
         insights = await reflection.reflect(self.agent, recent, ask, evidence)
         if not insights:
+            # Only a model that was asked and gave nothing is left alone for a while; below
+            # the threshold the next turn checks again.
+            self._reflect_after = time.monotonic() + REFLECTION_RETRY_SECONDS
             return 0
         def write(stream: MemoryStream) -> None:
             for insight in insights:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from domain.ids import room_id
@@ -83,18 +84,21 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def plan(threads: Reader, queue: JobQueue, title_after: int = TITLE_AFTER,
-         summary_every: int = SUMMARY_EVERY) -> list[str]:
-    """Enqueue the title and summary jobs rooms are due; returns the ids of jobs asked for."""
+         summary_every: int = SUMMARY_EVERY, rooms: Collection[str] | None = None) -> list[str]:
+    """Enqueue the title and summary jobs rooms (all, or ``rooms``) are due; returns the ids
+    of jobs asked for."""
     asked = []
+    only = list(rooms) if rooms is not None else None
     for row in threads.rows(
             "SELECT name, last_position, message_count FROM {s}.threads "
-            "WHERE title IS NULL AND message_count >= %s", (title_after,)):
+            "WHERE title IS NULL AND message_count >= %s "
+            "AND (%s::text[] IS NULL OR name = ANY(%s))", (title_after, only, only)):
         asked.append(queue.enqueue("title", {"room": row["name"], "up_to": row["last_position"]},
                                    job_id=f"title:{row['name']}"))
     for row in threads.rows(
             "SELECT name, last_position, message_count FROM {s}.threads "
-            "WHERE message_count >= %s AND coalesce(summary_position, 0) < last_position",
-            (summary_every,)):
+            "WHERE message_count >= %s AND coalesce(summary_position, 0) < last_position "
+            "AND (%s::text[] IS NULL OR name = ANY(%s))", (summary_every, only, only)):
         round_ = row["message_count"] // summary_every
         asked.append(queue.enqueue("summary",
                                    {"room": row["name"], "up_to": row["last_position"]},

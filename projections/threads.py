@@ -110,12 +110,14 @@ class Threads(Projection[ThreadsView]):
 
     @apply.register
     def _(self, event: Room.RoomCreated, tx: Tx) -> None:
+        _begin(tx, event.originator_id)
         tx.execute(INSERT_THREAD, (event.originator_id, event.name, event.topic,
                                    event.visibility, event.owner_id, event.timestamp,
                                    None, None))
 
     @apply.register
     def _(self, event: Room.RoomForked, tx: Tx) -> None:
+        _begin(tx, event.originator_id)
         tx.execute(INSERT_THREAD, (event.originator_id, event.name, event.topic,
                                    event.visibility, event.owner_id, event.timestamp,
                                    event.parent_room_id, event.at_position))
@@ -164,6 +166,13 @@ class Threads(Projection[ThreadsView]):
     @apply.register
     def _(self, event: Thread.SummaryGenerated, tx: Tx) -> None:
         _digest(tx, "summary", event.room, event.text, event.up_to_position)
+
+
+def _begin(tx: Tx, room: UUID) -> None:
+    """A room's stream starts: whatever this view held for its id goes (a stream that was
+    removed and imported again starts afresh rather than stopping the view on a duplicate)."""
+    for table in ("messages", "authors", "threads"):
+        tx.execute(f"DELETE FROM {{s}}.{table} WHERE room_id = %s", (room,))
 
 
 def _room_of(room: str) -> UUID | None:

@@ -12,8 +12,9 @@ from typing import Any, NoReturn
 
 import click
 
-from domain.errors import SalonError
+from domain.errors import Invalid, SalonError
 from infra.settings import Settings
+from projections.cli import attach as attach_projections
 from salon.client import SalonClient, find_installation
 
 
@@ -159,8 +160,17 @@ def agents() -> None:
               help="a permission it is granted (e.g. network, code); repeatable")
 @click.option("--persona", default=None, help="more about its character and style")
 @click.option("--provider", default="scripted", show_default=True,
-              help="model provider (only 'scripted' is built so far)")
-@click.option("--model", default=None, help="model name")
+              help="model provider: anthropic, openai, groq, xai, deepseek, gemini, together, "
+                   "ollama, vllm, openai-compatible, mlx, transformers, vllm-local, scripted")
+@click.option("--model", default=None, help="model name (see `salon models list`)")
+@click.option("--fallback", "fallbacks", multiple=True,
+              help="a backup as PROVIDER:MODEL[@BASE_URL], tried in order when the one "
+                   "before fails; repeatable")
+@click.option("--base-url", default=None,
+              help="the server's /v1 URL, for openai-compatible or a self-hosted preset")
+@click.option("--api-key-env", default=None,
+              help="the environment variable holding this agent's key (a secret reference; "
+                   "the key itself is never stored)")
 @click.option("--opening-line", default=None, help="what it says when it joins a room")
 @click.option("--script", "script", multiple=True,
               help="a scripted reply ({author}, {text}, {agent} are filled in); repeatable")
@@ -168,17 +178,19 @@ def agents() -> None:
 def agents_create(name: str, template: str | None, role: str | None, goal: str | None,
                   interests: tuple[str, ...], chattiness: float | None, tools_: tuple[str, ...],
                   permissions: tuple[str, ...], persona: str | None, provider: str,
-                  model: str | None, opening_line: str | None, script: tuple[str, ...],
+                  model: str | None, fallbacks: tuple[str, ...], base_url: str | None,
+                  api_key_env: str | None, opening_line: str | None, script: tuple[str, ...],
                   rooms_: tuple[str, ...]) -> None:
     """Create agent NAME, optionally adding it to rooms."""
     definition: dict[str, Any] = {"name": name, "provider": provider}
     for key, value in (("template", template), ("role", role), ("goal", goal),
                        ("persona", persona), ("model", model), ("opening_line", opening_line),
-                       ("chattiness", chattiness)):
+                       ("chattiness", chattiness), ("base_url", base_url),
+                       ("api_key_env", api_key_env)):
         if value is not None:
             definition[key] = value
     for key, values in (("script", script), ("interests", interests), ("tools", tools_),
-                        ("permissions", permissions)):
+                        ("permissions", permissions), ("fallbacks", fallbacks)):
         if values:
             definition[key] = list(values)
     call({"type": "create_agent", "definition": definition})
@@ -186,6 +198,31 @@ def agents_create(name: str, template: str | None, role: str | None, goal: str |
     for room in rooms_:
         call({"type": "add_agent", "room": room, "agent": name})
         click.echo(f"added {name} to {room}")
+
+
+@main.group()
+def models() -> None:
+    """The model registry: context windows, limits, tool support and prices."""
+
+
+@models.command("list")
+@click.option("--provider", default=None, help="only this provider's models")
+def models_list(provider: str | None) -> None:
+    """List the models Salon knows (unlisted models work with conservative defaults)."""
+    from infra.llm.models import models as registered
+
+    def limit(value: int | None) -> str:
+        return "-" if value is None else f"{value:,}"
+
+    rows = [{"provider": m.provider, "model": m.name, "context": f"{m.context_window:,}",
+             "max_out": f"{m.max_output:,}", "rpm": limit(m.rpm), "tpm": limit(m.tpm),
+             "tools": "yes" if m.tools else "prompted", "vision": "yes" if m.vision else "no",
+             "in_$/M": f"{m.input_price:g}", "out_$/M": f"{m.output_price:g}"}
+            for m in registered(provider)]
+    if provider and not rows:
+        fail(Invalid(f"no models are registered for provider {provider!r}"))
+    table(rows, ["provider", "model", "context", "max_out", "rpm", "tpm", "tools", "vision",
+                 "in_$/M", "out_$/M"])
 
 
 @agents.command("list")
@@ -239,6 +276,69 @@ def agents_stop(agent: str | None, everyone: bool, reason: str) -> None:
         click.echo(f"stopped {len(stopped)} agents: {', '.join(stopped) or '(none)'}")
     else:
         _command(str(agent), "stop")
+
+
+@agents.command("memory")
+@click.argument("agent")
+@click.option("--query", default=None,
+              help="search: the best memories for this text, scores split into recency, "
+                   "importance and relevance")
+@click.option("--kind", type=click.Choice(["episodic", "semantic", "procedural", "social"]),
+              default=None, help="only memories of this kind (listing), or the kind to --add")
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@click.option("--add", "content", default=None, help="record this as a memory of AGENT")
+@click.option("--importance", type=click.IntRange(1, 10), default=None,
+              help="with --add: its importance 1-10 (default: the heuristic's rating)")
+@click.option("--delete", "memory_id", default=None, help="forget the memory with this id")
+def agents_memory(agent: str, query: str | None, kind: str | None, limit: int,
+                  content: str | None, importance: int | None, memory_id: str | None) -> None:
+    """List, search, add to or delete from AGENT's long-term memory (owner or admin)."""
+    if content is not None and memory_id is not None:
+        fail(Invalid("give --add or --delete, not both"))
+    if content is not None:
+        added = call({"type": "add_memory", "agent": agent, "content": content,
+                      "kind": kind or "semantic", "importance": importance})
+        click.echo(f"remembered {added['memory_id']}")
+        return
+    if memory_id is not None:
+        call({"type": "delete_memory", "agent": agent, "memory_id": memory_id})
+        click.echo(f"forgot {memory_id}")
+        return
+    frame: dict[str, Any] = {"type": "memories", "agent": agent, "limit": limit}
+    if query:
+        frame["query"] = query
+    if kind:
+        frame["kind"] = kind
+    found = call(frame)["memories"]
+    rows = [{"id": m["id"], "kind": m["kind"], "importance": f"{m['importance']:g}",
+             "accessed": m["access_count"], "content": _clip(m["content"], 60),
+             **({"score": f"{m['score']:.3f}", "recency": f"{m['parts']['recency']:.3f}",
+                 "imp_part": f"{m['parts']['importance']:.3f}",
+                 "relevance": f"{m['parts']['relevance']:.3f}"} if query else {})}
+            for m in found]
+    columns = ["id", "kind", "importance", "accessed", "content"]
+    if query:
+        columns = ["score", "recency", "imp_part", "relevance", *columns]
+    table(rows, columns)
+
+
+@agents.command("facts")
+@click.argument("agent")
+@click.option("--about", default=None, help="admins: facts about this user (default: you)")
+@click.option("--forget", "fact_id", default=None, help="delete the fact with this id")
+def agents_facts(agent: str, about: str | None, fact_id: str | None) -> None:
+    """What AGENT remembers about you (or, for admins, about --about); --forget deletes one."""
+    if fact_id is not None:
+        call({"type": "forget_fact", "agent": agent, "fact_id": fact_id, "about": about})
+        click.echo(f"forgot {fact_id}")
+        return
+    found = call({"type": "facts", "agent": agent, "about": about})
+    table(found["facts"], ["fact_id", "category", "key", "value"])
+
+
+def _clip(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1] + "\u2026"
 
 
 @agents.command("add")
@@ -380,6 +480,18 @@ def token_create(name: str, admin: bool) -> None:
     result = call({"type": "create_token", "user": name, "role": "admin" if admin else "member"})
     click.echo(result["token"])
 
+
+def _simulate_group() -> click.Group:
+    from salon.simulate import simulation_platform
+    from simulations.cli import simulate_group
+
+    return simulate_group(simulation_platform)
+
+
+main.add_command(_simulate_group())
+
+
+attach_projections(main)  # salon projections | jobs | threads | audit (projections/cli.py)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,10 @@ that calls a tool, or a JSON array of such steps (say, a tool call, then a reply
 result). The k-th turn of a conversation (k replies of the agent before the last message
 addressed to it) uses entry k, cycling, so a reply depends only on the request.
 
+Reflection's two prompts (``memory/reflection.py``) are not answered from the script but from
+the prompt itself: three fixed questions, then one insight citing the first two numbered
+memories. So scripted agents reflect, deterministically, as the paper's agents do.
+
 Model ``scripted-paced-S`` streams one word every S seconds (for demos of streaming and for
 exercising pause during a turn); any other model name streams at once.
 """
@@ -27,6 +31,7 @@ from infra.llm.base import (
     Usage,
     estimate_tokens,
 )
+from memory import reflection
 
 DEFAULT_SCRIPT = ["{agent} here. You said: \u201c{text}\u201d"]
 PACED = re.compile(r"^scripted-paced-(\d+(?:\.\d+)?)$")
@@ -43,6 +48,10 @@ class ScriptedProvider:
 
     def _line(self, request: ModelRequest) -> tuple[str, list[ToolCall]]:
         messages = request.messages
+        reflected = _reflection_answer(messages[-1].content) \
+            if len(messages) == 1 and messages[0].role == "user" else None
+        if reflected is not None:
+            return reflected, []
         last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
         turn = sum(1 for m in messages[:last_user] if m.role == "assistant")
         step = sum(1 for m in messages[last_user + 1:] if m.role == "assistant")
@@ -78,6 +87,27 @@ class ScriptedProvider:
             await asyncio.sleep(pause)
             yield Delta(text=word if index == len(words) - 1 else word + " ")
         yield completion
+
+
+# What stands after "{n}" in reflection's prompts marks them (a changed prompt breaks a test).
+_QUESTIONS = reflection.QUESTIONS_PROMPT.split("{n}")[1][:40]
+_INSIGHTS = reflection.INSIGHTS_PROMPT.split("{n}")[1][:30]
+REFLECTION_QUESTIONS = ("What have I been hearing about lately?",
+                        "Who have I been talking with?", "What are people planning?")
+_NUMBERED = re.compile(r"^(\d+)\. (.+)$", re.MULTILINE)
+
+
+def _reflection_answer(prompt: str) -> str | None:
+    if _QUESTIONS in prompt:
+        return "\n".join(REFLECTION_QUESTIONS)
+    if _INSIGHTS in prompt:
+        statements = _NUMBERED.findall(prompt)[:2]
+        if not statements:
+            return ""
+        said = "; ".join(text.strip() for _, text in statements)
+        cites = ", ".join(number for number, _ in statements)
+        return f"What stays with me: {said} (because of {cites})"
+    return None
 
 
 class _Defaults(dict[str, Any]):

@@ -45,7 +45,7 @@ async def test_a_room_and_an_agent_with_its_memories_move_to_a_fresh_database(
     await client.ok({"type": "create_agent", "definition": {"name": agent}})
     await client.ok({"type": "create_room", "name": room})
     await client.ok({"type": "add_agent", "room": room, "agent": agent})
-    await client.ok({"type": "say", "room": room, "text": f"@{agent} note the date, please"})
+    await client.ok({"type": "say", "room": room, "text": "scribe, note the date please"})
     added = await client.ok({"type": "add_memory", "agent": agent, "importance": 8,
                              "content": "The archive moved to the east wing in March",
                              "kind": "semantic"})

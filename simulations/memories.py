@@ -1,0 +1,80 @@
+"""The memory projection, as a run waits for it and measures what agents hold in memory.
+
+The memory projection follows the event log into the memory tables a little behind it (it
+polls), and agents recall and reflect from those tables. Left alone, what an agent recalls
+would depend on how far behind the projection happened to be: a run would not repeat. So
+before each step of a room whose agents have long-term memory, the runner waits until the
+projection has taken in the whole log (``caught_up``): every turn then recalls from memories
+of everything before its step. At the end of a run it counts each agent's memories by kind
+(``holdings``): everything a run's (fresh) agent holds, it gained during the run.
+
+Where the projection does not run (``SALON_MEMORY_PROJECTION=false``) there is nothing to wait
+for and ``holdings`` says so; the metrics then count what the memory streams recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import psycopg
+
+from infra.store import EventStore
+from projections.memories import NAME as PROJECTION
+
+POLL = 0.02
+POLL_MAX = 0.1
+# The platform's memory projection writes the default schema (infra/memories.py).
+MEMORIES = "public.salon_memories"
+TRACKING = "public.salon_memory_tracking"
+
+
+class MemoryTables:
+    """Reads the log's head, the memory projection's position and the memory tables."""
+
+    def __init__(self, database_url: str, store: EventStore) -> None:
+        self.database_url = database_url
+        self.events = store.table
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> int | None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            try:
+                row = conn.execute(sql, args).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return None
+        return None if row is None or row[0] is None else int(row[0])
+
+    def head(self) -> int:
+        """The notification id of the newest event in the log."""
+        return self._one(f"SELECT max(notification_id) FROM {self.events}") or 0
+
+    def position(self) -> int | None:
+        """How far the projection has taken in the log (None: there are no memory tables)."""
+        return self._one(f"SELECT position FROM {TRACKING} WHERE name = %s", (PROJECTION,))
+
+    async def caught_up(self, wait: float) -> bool:
+        """Wait until the projection took in the log as it is now; False if it did not within
+        ``wait`` seconds (or there is no projection)."""
+        head = await asyncio.to_thread(self.head)
+        deadline = time.monotonic() + wait
+        delay = POLL
+        while True:
+            position = await asyncio.to_thread(self.position)
+            if position is not None and position >= head:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+
+    def holdings(self, agents: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each agent's memories by kind (call once the projection caught up)."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(f"SELECT agent_id, kind, count(*) FROM {MEMORIES} "
+                                "WHERE agent_id = ANY(%s) GROUP BY agent_id, kind",
+                                (list(agents),)).fetchall()
+        found: dict[str, dict[str, int]] = {agent: {} for agent in agents}
+        for agent, kind, count in rows:
+            found[str(agent)][str(kind)] = int(count)
+        return found
