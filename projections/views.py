@@ -11,6 +11,7 @@ Projections are ``eventsourcing.projection.Projection`` subclasses, so eventsour
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection as EventsourcingProjection
 from eventsourcing.utils import get_topic
 from psycopg.rows import dict_row
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 from psycopg_pool import ConnectionPool
 
 from domain.errors import Invalid
@@ -102,6 +103,12 @@ class Tx:
         return list(self.cursor.fetchall())
 
 
+def _lock_key(schema: str) -> int:
+    """A stable 63-bit advisory-lock key for one view's schema."""
+    digest = hashlib.sha256(f"salon-view:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 class View(PostgresTrackingRecorder):
     """The tables of one read model and its tracking record, together in one schema.
 
@@ -118,6 +125,12 @@ class View(PostgresTrackingRecorder):
         self._sql: dict[str, str] = {}
         self.sql_create_statements.insert(
             0, SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(self.schema)))
+        # Creating tables and applying a batch exclude each other (a runner starting while
+        # another applies would otherwise deadlock on DDL locks): the DDL takes this view's
+        # advisory lock exclusively, every batch takes it shared, both before anything else.
+        self.sql_create_statements.insert(0, SQL("SELECT pg_advisory_xact_lock({0})").format(
+            Literal(_lock_key(self.schema))))
+        self._share_view = f"SELECT pg_advisory_xact_lock_shared({_lock_key(self.schema)})"
         self.sql_create_statements.extend(SQL(self.sql(statement))  # type: ignore[arg-type]
                                           for statement in self.ddl)
         tracking = f"{{s}}.{tracking_table_name}"
@@ -141,6 +154,7 @@ class View(PostgresTrackingRecorder):
             return 0
         try:
             with self.datastore.transaction(commit=True) as cursor:
+                cursor.execute(self._share_view)
                 cursor.execute(self._lock_tracking, (APPLICATION,))
                 row = cursor.fetchone()
                 done = int(row["notification_id"] or 0) if row else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-import ray
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +15,7 @@ from domain.ids import agent_id, room_id
 from domain.rooms import Room
 from salon.platform import Platform, Running
 from tests.clients import Client
+from tests.installations import fresh_services
 
 
 @settings(max_examples=5, deadline=None)
@@ -81,7 +82,8 @@ async def test_a_fork_is_independent_and_continues_from_its_point(salon: Running
 
 
 async def test_export_then_import_gives_the_same_transcript_and_tampering_is_refused(
-        salon: Running, platform: Platform, name: str) -> None:
+        salon: Running, platform: Platform, name: str,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     client = await Client.open(salon.ws_url, salon.admin_token)
     await client.ok({"type": "create_room", "name": name})
     for i in range(4):
@@ -89,28 +91,33 @@ async def test_export_then_import_gives_the_same_transcript_and_tampering_is_ref
     exported = await client.ok({"type": "export", "kind": "room", "name": name})
     data = exported["data"]
     before = (await client.ok({"type": "history", "room": name}))["events"]
-
-    # A fresh installation is simulated by removing the stream from this one's database.
-    with platform.store.app.recorder.datastore.get_connection() as conn:
-        conn.execute("DELETE FROM salon_events WHERE originator_id = %s", (room_id(name),))
-        conn.execute("DELETE FROM salon_snapshots WHERE originator_id = %s", (room_id(name),))
-        conn.commit()
-    ray.kill(ray.get_actor(f"room:{name}", namespace=salon.settings.namespace), no_restart=True)
-
-    altered = data.replace("line 2", "line X")
-    refused = await client.request({"type": "import", "data": altered})
-    assert refused["code"] == "invalid" and "line 6 fails its checksum" in refused["message"]
-    assert not platform.store.exists(room_id(name)), "a refused import wrote something"
-    for broken in (data[:-40], "\n".join(data.splitlines()[:3] + data.splitlines()[4:])):
-        assert (await client.request({"type": "import", "data": broken}))["code"] == "invalid"
-
-    imported = await client.ok({"type": "import", "data": data})
-    assert imported == {"kind": "room", "name": name, "position": before[-1]["position"]}
-    after = (await client.ok({"type": "history", "room": name}))["events"]
-    assert after == before
-    again = await client.request({"type": "import", "data": data})
-    assert again["code"] == "conflict"
     await client.close()
+
+    # A fresh installation: its own database and actors, its own gateway.
+    with fresh_services(platform, tmp_path_factory.mktemp("fresh-home")) as fresh:
+        http, _, token = str(fresh.watch_url).partition("?token=")
+        other = await Client.open(http.replace("http://", "ws://") + "v1/ws", token)
+        try:
+            altered = data.replace("line 2", "line X")
+            refused = await other.request({"type": "import", "data": altered})
+            assert refused["code"] == "invalid" and "line 6 fails its checksum" in \
+                refused["message"]
+            assert not fresh.store.exists(room_id(name)), "a refused import wrote something"
+            for broken in (data[:-40], "\n".join(data.splitlines()[:3] +
+                                                  data.splitlines()[4:])):
+                assert (await other.request({"type": "import", "data": broken}))["code"] == \
+                    "invalid"
+            assert not fresh.store.exists(room_id(name))
+
+            imported = await other.ok({"type": "import", "data": data})
+            assert imported == {"kind": "room", "name": name,
+                                "position": before[-1]["position"]}
+            after = (await other.ok({"type": "history", "room": name}))["events"]
+            assert after == before
+            again = await other.request({"type": "import", "data": data})
+            assert again["code"] == "conflict"
+        finally:
+            await other.close()
 
 
 def test_every_single_altered_byte_is_detected() -> None:
