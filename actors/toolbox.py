@@ -74,10 +74,11 @@ class Toolbox:
         if collection is None:
             raise Unavailable(f"agent {self.actor.name!r} has no knowledge base; set its "
                               "`knowledge` collection")
+        from actors.embedder import RemoteEmbedder
         from infra.knowledge import KnowledgeBase
 
         def search() -> list[dict[str, Any]]:
-            base = KnowledgeBase(self.actor.store)
+            base = KnowledgeBase(self.actor.store, embedder=RemoteEmbedder(self.actor.settings))
             try:
                 return base.search(collection, query, k)
             finally:

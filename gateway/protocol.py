@@ -236,11 +236,33 @@ class ForgetFact(Frame):
     about: Name | None = None
 
 
+Collection = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+
+
+class AddDocument(Frame):
+    """Chunk, embed and store a document in a knowledge-base collection (admins)."""
+
+    type: Literal["add_document"]
+    collection: Collection
+    title: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000_000)]
+
+
+class Knowledge(Frame):
+    """A collection's documents, or its passages nearest ``query``."""
+
+    type: Literal["knowledge"]
+    collection: Collection
+    query: Annotated[str, StringConstraints(min_length=1, max_length=1_000)] | None = None
+    k: Annotated[int, Field(ge=1, le=50, strict=True)] = 5
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
-    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact,
+    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact
+    | AddDocument | Knowledge,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
@@ -248,7 +270,7 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
          "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
          "agent_state", "export", "import", "diff", "rerun", "override", "memories",
-         "add_memory", "delete_memory", "facts", "forget_fact")
+         "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge")
 
 
 def request_id_of(raw: Any) -> RequestId:

@@ -262,6 +262,34 @@ class Session:
             user.name, user.is_admin, request.fact_id, request.about))
         return forgotten
 
+    # -- knowledge bases (searched by agents' search_knowledge_base tool) -------------------
+
+    async def do_add_document(self, request: p.AddDocument, user: Principal) -> dict[str, Any]:
+        from actors.embedder import RemoteEmbedder
+        from infra.knowledge import ingest
+
+        if not user.is_admin:
+            raise Forbidden("only admins add documents to knowledge bases")
+        chunks = await asyncio.to_thread(ingest, self.store, request.collection, request.title,
+                                         request.text, RemoteEmbedder(self.settings))
+        return {"collection": request.collection, "title": request.title, "chunks": chunks}
+
+    async def do_knowledge(self, request: p.Knowledge, user: Principal) -> dict[str, Any]:
+        from actors.embedder import RemoteEmbedder
+        from infra.knowledge import KnowledgeBase
+
+        def look() -> dict[str, Any]:
+            base = KnowledgeBase(self.store, embedder=RemoteEmbedder(self.settings))
+            try:
+                if request.query:
+                    return {"passages": base.search(request.collection, request.query,
+                                                    request.k)}
+                return {"documents": base.documents(request.collection)}
+            finally:
+                base.close()
+
+        return {"collection": request.collection, **await asyncio.to_thread(look)}
+
     async def do_command(self, request: p.Command, user: Principal) -> dict[str, Any]:
         actor = await self._agent(request.agent)
         method = getattr(actor, request.command)

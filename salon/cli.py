@@ -171,6 +171,8 @@ def agents() -> None:
 @click.option("--api-key-env", default=None,
               help="the environment variable holding this agent's key (a secret reference; "
                    "the key itself is never stored)")
+@click.option("--knowledge", default=None,
+              help="the knowledge-base collection its search_knowledge_base tool searches")
 @click.option("--opening-line", default=None, help="what it says when it joins a room")
 @click.option("--script", "script", multiple=True,
               help="a scripted reply ({author}, {text}, {agent} are filled in); repeatable")
@@ -179,14 +181,15 @@ def agents_create(name: str, template: str | None, role: str | None, goal: str |
                   interests: tuple[str, ...], chattiness: float | None, tools_: tuple[str, ...],
                   permissions: tuple[str, ...], persona: str | None, provider: str,
                   model: str | None, fallbacks: tuple[str, ...], base_url: str | None,
-                  api_key_env: str | None, opening_line: str | None, script: tuple[str, ...],
+                  api_key_env: str | None, knowledge: str | None, opening_line: str | None,
+                  script: tuple[str, ...],
                   rooms_: tuple[str, ...]) -> None:
     """Create agent NAME, optionally adding it to rooms."""
     definition: dict[str, Any] = {"name": name, "provider": provider}
     for key, value in (("template", template), ("role", role), ("goal", goal),
                        ("persona", persona), ("model", model), ("opening_line", opening_line),
                        ("chattiness", chattiness), ("base_url", base_url),
-                       ("api_key_env", api_key_env)):
+                       ("api_key_env", api_key_env), ("knowledge", knowledge)):
         if value is not None:
             definition[key] = value
     for key, values in (("script", script), ("interests", interests), ("tools", tools_),
@@ -339,6 +342,48 @@ def agents_facts(agent: str, about: str | None, fact_id: str | None) -> None:
 def _clip(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[:width - 1] + "\u2026"
+
+
+@main.group()
+def knowledge() -> None:
+    """Knowledge bases: documents agents search with the search_knowledge_base tool."""
+
+
+@knowledge.command("add")
+@click.argument("collection")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--title", default=None, help="the document's title (default: the file name)")
+def knowledge_add(collection: str, file: str, title: str | None) -> None:
+    """Add FILE (text; '-' reads standard input) to COLLECTION, replacing a same-titled one."""
+    with click.open_file(file, encoding="utf-8") as handle:
+        try:
+            text = handle.read()
+        except UnicodeDecodeError:
+            fail(Invalid(f"{file} is not UTF-8 text"))
+    name = title or ("stdin" if file == "-" else file.rsplit("/", 1)[-1])
+    added = call({"type": "add_document", "collection": collection, "title": name,
+                  "text": text})
+    click.echo(f"added {name!r} to {collection} in {added['chunks']} chunks")
+
+
+@knowledge.command("list")
+@click.argument("collection")
+def knowledge_list(collection: str) -> None:
+    """List the documents of COLLECTION."""
+    table(call({"type": "knowledge", "collection": collection})["documents"],
+          ["title", "chunks"])
+
+
+@knowledge.command("search")
+@click.argument("collection")
+@click.argument("query")
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True)
+def knowledge_search(collection: str, query: str, k: int) -> None:
+    """The passages of COLLECTION nearest QUERY, by meaning."""
+    found = call({"type": "knowledge", "collection": collection, "query": query, "k": k})
+    rows = [{"score": f"{p['score']:.3f}", "title": p["title"], "passage": _clip(p["chunk"], 70)}
+            for p in found["passages"]]
+    table(rows, ["score", "title", "passage"])
 
 
 @agents.command("add")

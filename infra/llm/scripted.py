@@ -63,11 +63,12 @@ class ScriptedProvider:
             name, arguments = tool
             return "", [ToolCall(id=f"call-{turn}-{step}", name=name, arguments=arguments)]
         tool_result = messages[-1] if messages and messages[-1].role == "tool" else None
-        text = line.replace("{result}", tool_result.content if tool_result else "")
-        return text.format_map(_Defaults(
+        # Values are filled in as they are: braces in a tool's result or a message stay text.
+        return line.format_map(_Defaults(
             agent=self.agent, system=request.system,
             author=last.name if last and last.name else "someone",
-            text=last.content if last else "")), []
+            text=last.content if last else "",
+            result=tool_result.content if tool_result else "")), []
 
     async def complete(self, request: ModelRequest) -> Completion:
         """Answer at once with the scripted reply."""

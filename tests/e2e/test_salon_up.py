@@ -120,6 +120,13 @@ async def test_salon_up_chats_stops_on_sigterm_and_keeps_history(home: Path) -> 
         assert "RELEVANCE" in scored.stdout and memory_id in scored.stdout, scored.stdout
         bad = up.cli("agents", "memory", "fern", "--add", "x", "--delete", "y")
         assert bad.returncode != 0 and "not both" in bad.stderr
+        notes = home / "notes.txt"
+        notes.write_text("Figs like a sunny wall and little water once established.\n")
+        added = up.cli("knowledge", "add", "garden-notes", str(notes))
+        assert added.returncode == 0 and "added 'notes.txt' to garden-notes" in added.stdout, \
+            added.stderr
+        found = up.cli("knowledge", "search", "garden-notes", "where should a fig grow?")
+        assert found.returncode == 0 and "sunny wall" in found.stdout, found.stdout
         models = up.cli("models", "list", "--provider", "anthropic")
         assert models.returncode == 0 and "claude" in models.stdout, models.stderr
         assert up.cli("agents", "pause", "fern").stdout.strip() == "fern is paused"

@@ -11,7 +11,8 @@ from salon.cli import main
 from salon.platform import Platform
 from salon.simulate import home_lock
 from simulations.cli import Services, simulate_group
-from tests.simulations.conftest import drop, engine_for, fresh_settings
+from tests.installations import drop, fresh_settings
+from tests.simulations.conftest import engine_for
 
 BROKEN = """\
 name = "broken"

@@ -11,7 +11,8 @@ from salon.platform import Platform
 from simulations.cli import Services
 from simulations.crowds import crowd_document
 from simulations.scenarios import scenario_from_document
-from tests.simulations.conftest import fresh_services, run_all
+from tests.installations import fresh_services
+from tests.simulations.conftest import run_all
 
 AGENTS, ROOMS, TURNS, HOSTS = 200, 20, 50, 4
 
