@@ -142,7 +142,7 @@ def rooms_list() -> None:
 
 @main.group()
 def agents() -> None:
-    """Create and list agents."""
+    """Create, inspect and control agents; their long-term memory and facts."""
 
 
 @agents.command("create")
