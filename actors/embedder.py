@@ -60,10 +60,12 @@ class RemoteEmbedder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._actor: Any = None  # looked up once: Ray restarts the actor behind the handle
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors: list[list[float]] = ray.get(
-            embedder_actor(self.settings).embed.remote(list(texts)))
+        if self._actor is None:
+            self._actor = embedder_actor(self.settings)
+        vectors: list[list[float]] = ray.get(self._actor.embed.remote(list(texts)))
         return vectors

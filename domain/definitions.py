@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -48,6 +49,23 @@ class Example(BaseModel):
 
     user: Text
     agent: Text
+
+
+def _is_tool_call(step: str) -> bool:
+    """A scripted step that is a JSON object (a tool call), not a reply template."""
+    if not step.lstrip().startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(step), dict)
+    except ValueError:
+        return False
+
+
+class _AnyField(dict[str, Any]):
+    """Fills any template field with text, to check a scripted reply's template early."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 class AgentDefinition(BaseModel):
@@ -104,6 +122,29 @@ class AgentDefinition(BaseModel):
             return check_name(name, "agent")
         except Invalid as error:
             raise ValueError(error.message) from None
+
+    @field_validator("script")
+    @classmethod
+    def _templates_format(cls, script: list[str]) -> list[str]:
+        for number, entry in enumerate(script, start=1):
+            steps = [entry]
+            if entry.lstrip().startswith("["):
+                try:
+                    parsed = json.loads(entry)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
+                    steps = parsed
+            for step in steps:
+                if _is_tool_call(step):
+                    continue
+                try:
+                    step.format_map(_AnyField())
+                except (ValueError, IndexError, KeyError, AttributeError) as error:
+                    raise ValueError(f"script line {number} is not a valid reply template "
+                                     f"({error}); write literal braces as {{{{ and }}}}") \
+                        from None
+        return script
 
     @field_validator("template")
     @classmethod

@@ -229,7 +229,8 @@ class Session:
         if request.query:
             found = await asyncio.to_thread(
                 search_memories, self.store, self._memories(), RemoteEmbedder(self.settings),
-                request.agent, user.name, request.query, user.is_admin, request.limit)
+                request.agent, user.name, request.query, user.is_admin, request.limit,
+                kind=request.kind)
         else:
             found = await asyncio.to_thread(list_memories, self.store, self._memories(),
                                             request.agent, user.name, user.is_admin,

@@ -92,7 +92,7 @@ class KnowledgeBase:
         if isinstance(target, psycopg.Connection):
             self.conn: psycopg.Connection[Any] = target
         else:
-            url = target if isinstance(target, str) else _url(target)
+            url = target if isinstance(target, str) else target.database_url
             self.conn = psycopg.connect(url, autocommit=True, row_factory=dict_row,
                                         prepare_threshold=None)
         with self.conn.transaction():
@@ -152,14 +152,6 @@ class KnowledgeBase:
                 f"SELECT title, count(*) AS chunks FROM {self.schema}.salon_knowledge "
                 "WHERE collection = %s GROUP BY title ORDER BY title", (collection,)).fetchall()
         return [dict(r) for r in rows]
-
-
-def _url(store: EventStore) -> str:
-    env = store.app.env
-    host, port = env.get("POSTGRES_HOST"), env.get("POSTGRES_PORT")
-    return psycopg.conninfo.make_conninfo(
-        dbname=env.get("POSTGRES_DBNAME"), host=host, port=port,
-        user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None)
 
 
 def ingest(target: Target, collection: str, title: str, text: str,

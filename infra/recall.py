@@ -327,8 +327,8 @@ def list_memories(events: EventStore, memories: MemoryStore, agent: str, user: s
 
 def search_memories(events: EventStore, memories: MemoryStore, embedder: Embedder,
                     agent: str, user: str, query: str, is_admin: bool = False, k: int = 10,
-                    weights: Weights | None = None,
-                    now: datetime | None = None) -> list[dict[str, Any]]:
+                    weights: Weights | None = None, now: datetime | None = None,
+                    kind: str | None = None) -> list[dict[str, Any]]:
     """The agent's best memories for ``query`` with their scores in parts (owner or admin).
 
     Weights default to the agent's own. Looking is not remembering: no retrieval is recorded.
@@ -340,7 +340,8 @@ def search_memories(events: EventStore, memories: MemoryStore, embedder: Embedde
     vector = embedder.embed([query])[0]
     chosen = weights or config.weights
     return [r.as_dict() for r in memories.retrieve(agent, vector, max(1, min(k, 100)),
-                                                   chosen, now)]
+                                                   chosen, now,
+                                                   kinds=[kind] if kind else None)]
 
 
 def add_memory(events: EventStore, agent: str, user: str, content: str, kind: str = "semantic",

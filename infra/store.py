@@ -53,6 +53,7 @@ class EventStore:
 
     def __init__(self, database_url: str, snapshot_interval: int = 100,
                  create_tables: bool = True) -> None:
+        self.database_url = database_url
         self.app = Salon(env=postgres_env(database_url, create_tables))
         self.snapshot_interval = snapshot_interval
         self.table = f"{Salon.name.lower()}_events"

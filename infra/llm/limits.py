@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def _refusal(key: str, limits: Limits, wait: float, tokens: int) -> RateLimited:
                        f"{wait:.1f}s, or let calls wait (rate limit mode 'wait')")
 
 
-class _Waiting:
+class _Waiting(ABC):
     """The wait-or-fail loop both limiters share; subclasses decide one attempt at a time."""
 
     def __init__(self, mode: Mode = "wait", max_wait: float = 120.0, clock: Clock = time.time,
@@ -74,8 +75,10 @@ class _Waiting:
         self.clock = clock
         self.sleep = sleep
 
+    @abstractmethod
     async def _try(self, key: str, limits: Limits, tokens: int) -> tuple[float, float]:
-        raise NotImplementedError
+        """One attempt: (0 and the time granted, if admitted; else seconds to wait before
+        trying again, or a negative number if the call can never fit)."""
 
     async def acquire(self, key: str, limits: Limits, tokens: int = 0) -> float:
         """Wait for (or refuse) a call of ``tokens`` tokens; returns the time it was granted."""

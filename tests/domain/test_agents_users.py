@@ -101,3 +101,13 @@ def test_wire_frames_hide_store_bookkeeping_and_server_side_keys() -> None:
     body = frame["event"]
     assert body["kind"] == "message_posted" and body["text"] == "hi"
     assert "request_id" not in body and "originator_id" not in body and "at" in body
+
+
+def test_a_script_line_that_is_not_a_valid_template_is_refused_when_defined() -> None:
+    from domain.definitions import build
+
+    with pytest.raises(ValueError, match="script line 2 is not a valid reply template"):
+        build({"name": "parrot", "script": ["fine {text}", "oops {"]})
+    tool_then_reply = ['{"tool": "calculator", "arguments": {"expression": "1+1"}}',
+                       "it is {result}, {author}"]
+    assert build({"name": "parrot", "script": tool_then_reply}).script == tool_then_reply

@@ -42,6 +42,8 @@ async def test_owner_adds_searches_and_deletes_memories_others_are_refused(
     parts = found[0]["parts"]
     assert set(parts) == {"recency", "importance", "relevance"}
     assert abs(sum(parts.values()) - found[0]["score"]) < 1e-5, "default weights are all 1"
+    semantic = await listed(admin, agent, query="where is the studio key?", kind="semantic")
+    assert [m["id"] for m in semantic] == [other["memory_id"]], "the kind filters a search too"
 
     member = await admin.ok({"type": "create_token", "user": f"{name}-eve"})
     eve = await Client.open(salon.ws_url, member["token"])
