@@ -127,9 +127,8 @@ class AgentMemory:
         recalls without recording the retrieval; ``formed_by`` (a fork's branch point) leaves
         out memories formed later.
         """
-        newest = sorted(_messages(self.events.events(room_id(room), up_to=up_to, newest=True,
-                                                     limit=n * 3)),
-                        key=lambda m: m.position)[-n:]
+        recent = self._recent(room, up_to, n)  # read once: recall and the context share it
+        newest = sorted(recent, key=lambda m: m.position)[-n:]
         query = prompt or (newest[-1].text if newest else "")
         recalled = self.recall(query, now, record, room,
                                newest[0].position if newest else None, formed_by)
@@ -143,20 +142,28 @@ class AgentMemory:
                               "set memory.context_window and memory.max_output")
             budget = token_budget(window, output, estimate_tokens(with_memories) +
                                   FACTS_RESERVE + estimate_tokens(prompt or "") + PER_MESSAGE)
-        context = self.context(room, up_to, n, budget, summary)
+        context = self.context(room, up_to, n, budget, summary, recent)
         people = sorted({m.author for m in context if m.author_kind == "human"})
         final = self.system_prompt(system, recalled, people)
         if estimate_tokens(final) - estimate_tokens(with_memories) > FACTS_RESERVE:
             final = with_memories  # too many facts for the reserve: leave them out this turn
         return Prepared(context, final, [r.memory.memory_id for r in recalled])
 
+    def _recent(self, room: str, up_to: int | None, n: int) -> list[ContextMessage]:
+        """The room's newest messages, as many as this agent's strategy looks through."""
+        limit = WINDOW_EVENTS if self.config.context == "token_window" else n * 3
+        return _messages(self.events.events(room_id(room), up_to=up_to, newest=True,
+                                            limit=limit))
+
     def context(self, room: str, up_to: int | None, n: int, budget: int | None = None,
-                summary: RoomSummary | None = None) -> list[ContextMessage]:
-        """The room messages this agent's strategy picks (blocking: call in a thread)."""
+                summary: RoomSummary | None = None,
+                recent: list[ContextMessage] | None = None) -> list[ContextMessage]:
+        """The room messages this agent's strategy picks (blocking: call in a thread).
+
+        ``recent`` is the room's newest messages if the caller has read them already."""
         strategy = self.config.context
-        limit = WINDOW_EVENTS if strategy == "token_window" else n * 3
-        recent = _messages(self.events.events(room_id(room), up_to=up_to, newest=True,
-                                              limit=limit))
+        if recent is None:
+            recent = self._recent(room, up_to, n)
         inputs = ContextInputs(recent=recent, n=n, budget=budget, summary=summary)
         if strategy == "first_last":
             opening = self.events.events(room_id(room), limit=self.config.first_messages * 4)
