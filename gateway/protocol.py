@@ -236,6 +236,7 @@ class ForgetFact(Frame):
     about: Name | None = None
 
 
+MAX_DOCUMENT_CHARS = 1_000_000
 Collection = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 
 
@@ -245,7 +246,8 @@ class AddDocument(Frame):
     type: Literal["add_document"]
     collection: Collection
     title: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000_000)]
+    # At most 4 bytes a character, so the frame stays under the 4 MiB frame limit.
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOCUMENT_CHARS)]
 
 
 class Knowledge(Frame):

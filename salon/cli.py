@@ -360,6 +360,11 @@ def knowledge_add(collection: str, file: str, title: str | None) -> None:
             text = handle.read()
         except UnicodeDecodeError:
             fail(Invalid(f"{file} is not UTF-8 text"))
+    from gateway.protocol import MAX_DOCUMENT_CHARS
+
+    if len(text) > MAX_DOCUMENT_CHARS:
+        fail(Invalid(f"{file} has {len(text):,} characters; a document may have at most "
+                     f"{MAX_DOCUMENT_CHARS:,}: split it into several"))
     name = title or ("stdin" if file == "-" else file.rsplit("/", 1)[-1])
     added = call({"type": "add_document", "collection": collection, "title": name,
                   "text": text})
