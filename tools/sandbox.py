@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import math
 import os
 import resource
 import signal
+import subprocess
 import sys
 import weakref
 from collections.abc import Callable
@@ -80,7 +82,7 @@ if audit:
 
         def resolve(path, dir_fd):
             name = os.fsdecode(path)
-            if dir_fd is None or os.path.isabs(name):
+            if not isinstance(dir_fd, int) or dir_fd < 0 or os.path.isabs(name):  # -1: none
                 return real(join(getcwd(), name))
             here = getcwd()
             fchdir(dir_fd)  # the kernel tells where the descriptor points; no /proc needed
@@ -126,7 +128,7 @@ if audit:
         def confine(function):
             def confined(path, *args, dir_fd=None, **kwargs):
                 flags = args[0] if function is posix.open and args else writing
-                if dir_fd is not None and flags & writing:
+                if isinstance(dir_fd, int) and dir_fd >= 0 and flags & writing:
                     check(path, dir_fd)  # the "open" audit event does not carry dir_fd
                 return function(path, *args, dir_fd=dir_fd, **kwargs)
             return confined
@@ -325,7 +327,7 @@ class Sandbox:
         async with gate:
             return await self._start(python, code, timeout)
 
-    def command(self, python: str, code_fd: int, seccomp_fd: int) -> list[str]:
+    def command(self, python: str, code_fd: int, seccomp_fd: int, info_fd: int) -> list[str]:
         """The bwrap command line that starts the bootstrap in a fresh jail."""
         assert self._bwrap is not None
         uid = str(self.run_as if self.run_as is not None else os.geteuid())
@@ -333,6 +335,7 @@ class Sandbox:
         argv = [self._bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid",
                 "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                "--info-fd", str(info_fd),
                 "--uid", uid, "--gid", gid, "--hostname", "sandbox", "--clearenv",
                 "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
                 "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8"]
@@ -357,26 +360,38 @@ class Sandbox:
         assert self._seccomp is not None
         code_fd = _memfd("main.py", code.encode("utf-8"))
         seccomp_fd = _memfd("seccomp", self._seccomp)
+        info, info_w = os.pipe()  # bwrap writes {"child-pid": …} there: the jail's pid 1
+        os.set_blocking(info, False)
         process: asyncio.subprocess.Process | None = None
+        jail: int | None = None
         try:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *self.command(python, code_fd, seccomp_fd), cwd="/",
+                    *self.command(python, code_fd, seccomp_fd, info_w), cwd="/",
                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                     stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE, start_new_session=True,
-                    pass_fds=(code_fd, seccomp_fd), preexec_fn=self._preexec(timeout))
-            except OSError as error:
+                    pass_fds=(code_fd, seccomp_fd, info_w), preexec_fn=self._preexec(timeout))
+            except (OSError, subprocess.SubprocessError) as error:  # e.g. no uid to drop to
                 return ProgramRun(None, "", f"could not start the jail: {error}", False, False)
             finally:
-                os.close(code_fd)
-                os.close(seccomp_fd)
-            return await self._collect(process, timeout)
+                for fd in (code_fd, seccomp_fd, info_w):
+                    os.close(fd)
+            jail = await _jail_pidfd(info, timeout)
+            return await self._collect(process, timeout, jail)
         finally:
+            os.close(info)
             if process is not None and process.returncode is None:
                 _kill_group(process.pid)
+            if jail is not None:
+                # The outer bwrap may be gone while pid 1 is still taking its namespace down:
+                # return only once every process of the run has died.
+                _kill_jail(jail)
+                await _readable(jail, 5.0)
+                os.close(jail)
 
-    async def _collect(self, process: asyncio.subprocess.Process, timeout: float) -> ProgramRun:
+    async def _collect(self, process: asyncio.subprocess.Process, timeout: float,
+                       jail: int | None) -> ProgramRun:
         assert process.stdout is not None and process.stderr is not None
         out, err = _Capture(self.limits.output_bytes), _Capture(self.limits.output_bytes)
         readers = {asyncio.create_task(out.pump(process.stdout)),
@@ -386,7 +401,9 @@ class Sandbox:
             done, _ = await asyncio.wait({waiter}, timeout=timeout)
             timed_out = not done
             if timed_out:
-                _kill_group(process.pid)  # bwrap's pid 1 dies with it, and its namespace
+                if jail is not None:
+                    _kill_jail(jail)  # pid 1 dies, and the kernel kills its namespace
+                _kill_group(process.pid)
             status = await waiter
             _, pending = await asyncio.wait(readers, timeout=1.0)
         finally:
@@ -446,6 +463,49 @@ def _interpreter_paths(python: str) -> list[str]:
     prefix = os.path.dirname(os.path.dirname(binary))
     paths = [binary, os.path.join(prefix, "lib"), "/usr/lib", "/usr/lib64"]
     return [p for p in dict.fromkeys(paths) if os.path.exists(p)]
+
+
+async def _readable(fd: int, timeout: float) -> bool:
+    """Wait until ``fd`` is readable (a pidfd: its process has exited), at most ``timeout``."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(True))
+    try:
+        return bool(await asyncio.wait_for(ready, timeout))
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _jail_pidfd(info: int, timeout: float) -> int | None:
+    """A pidfd of the jail's pid 1, from what bwrap wrote to ``info`` (None if it failed)."""
+    data = b""
+    deadline = asyncio.get_running_loop().time() + max(timeout, 5.0)
+    while True:
+        try:
+            chunk = os.read(info, 4096)
+        except BlockingIOError:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0 or not await _readable(info, left):
+                return None
+            continue
+        if not chunk:
+            break
+        data += chunk
+        if data.rstrip().endswith(b"}"):
+            break
+    try:
+        return os.pidfd_open(int(json.loads(data)["child-pid"]))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None  # bwrap failed before starting the jail, or pid 1 is gone already
+
+
+def _kill_jail(pidfd: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _memfd(name: str, data: bytes) -> int:
