@@ -17,7 +17,7 @@ from domain.agents import Agent
 from domain.definitions import AgentDefinition, build
 from domain.errors import Conflict, Invalid, NotFound, SalonError
 from domain.exports import streams_of
-from domain.ids import agent_id, new_id
+from domain.ids import agent_id, new_id, user_id
 from domain.turns import Manners, RoomView, Trigger, timed_triggers, triggers_for
 from infra.bus import RoomBus
 from infra.llm.registry import check_definition
@@ -107,11 +107,17 @@ class AgentCore:
 
     # -- definition ---------------------------------------------------------------------
 
-    async def define(self, definition: dict[str, Any], owner_id: str = "admin") -> dict[str, Any]:
-        """Record the agent; Conflict if it exists already."""
+    async def define(self, definition: dict[str, Any], owner_id: str = "admin",
+                     grant: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """Record the agent (with the capabilities an admin ``grant``s it); Conflict if taken."""
         if self.agent is not None:
             raise Conflict(f"agent {self.name!r} exists already; pick another name")
+        if await asyncio.to_thread(self.store.exists, user_id(self.name)):
+            raise Conflict(f"{self.name!r} is a person's name; a name is a person or an agent, "
+                           "never both: pick another")
         self.agent = Agent.define(_validated(definition), owner_id)
+        if grant:
+            self.agent.grant(grant, owner_id)
         try:
             await self.save()
         except Exception:
@@ -119,12 +125,21 @@ class AgentCore:
             raise
         return await self.info()
 
-    async def redefine(self, definition: dict[str, Any], by: str,
-                       is_admin: bool = False) -> dict[str, Any]:
-        """Record a new version of the definition (owner or admin)."""
+    async def redefine(self, definition: dict[str, Any], by: str, is_admin: bool = False,
+                       grant: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """Record a new version of the definition (owner or admin; an admin's grants with it)."""
         agent = self._agent()
         agent.check_command(by, is_admin)
         agent.redefine(_validated(definition))
+        if grant is not None and is_admin:
+            agent.grant(grant, by)
+        await self.save()
+        return await self.info()
+
+    async def grant(self, capabilities: dict[str, list[str]], by: str) -> dict[str, Any]:
+        """Record what this agent holds now (the gateway's policy checked ``by`` is an admin)."""
+        agent = self._agent()
+        agent.grant(capabilities, by)
         await self.save()
         return await self.info()
 
@@ -142,7 +157,8 @@ class AgentCore:
         agent = self._agent()
         return {"name": agent.name, "status": agent.status, "owner_id": agent.owner_id,
                 "version": agent.definition_version, "definition": agent.definition,
-                "system_prompt": agent.spec.system_prompt(), "turns": agent.turn_count}
+                "system_prompt": agent.spec.system_prompt(), "turns": agent.turn_count,
+                "grants": agent.grants}
 
     # -- triggers -----------------------------------------------------------------------
 

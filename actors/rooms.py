@@ -13,7 +13,8 @@ from actors.commits import GroupCommitter
 from domain.agents import Agent
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.ids import agent_id, room_id
-from domain.rooms import Room
+from domain.policy import RESERVED_ROOM_PREFIXES
+from domain.rooms import Room, direct_room_name
 from domain.wire import event_frame
 from infra.bus import RoomBus
 from infra.settings import Settings
@@ -118,7 +119,9 @@ class RoomActor:
         for e in events:
             head = e.mutate(head)
         assert head is not None
-        if not head.may_see(owner_id, is_admin):
+        # Who may read the parent now decides (a member who joined later reads its past too).
+        current = await asyncio.to_thread(self.store.get, Room, room_id(parent), _missing(parent))
+        if not current.may_see(owner_id, is_admin):
             raise Forbidden(f"room {parent!r} is private; ask its owner to add you")
         self.room = Room.fork(self.name, events, owner_id)
         self.agents_from = at
@@ -153,9 +156,13 @@ class RoomActor:
 
     async def override_agent(self, agent: str, changes: dict[str, Any], by: str,
                              is_admin: bool = False) -> int:
-        """Run ``agent`` with changed definition fields in this room only (owner or admin)."""
+        """Run ``agent`` with changed definition fields in this room only.
+
+        The gateway's policy has checked that ``by`` owns the agent (or is an admin); the room
+        checks what is its own to know: ``by`` is one of its members.
+        """
         room = self._room()
-        if by != room.owner_id and by not in room.members and not is_admin:
+        if by not in room.members and not is_admin:
             raise Forbidden(f"only members of room {self.name!r} may change its agents")
         room.override_agent(agent, changes)
         return await self._commit()
@@ -199,7 +206,8 @@ class RoomActor:
         room = self._room()
         return {"name": room.name, "topic": room.topic, "visibility": room.visibility,
                 "owner_id": room.owner_id, "members": dict(room.members),
-                "position": room.position, "archived": room.archived}
+                "position": room.position, "archived": room.archived,
+                "direct": room.name.startswith(RESERVED_ROOM_PREFIXES)}
 
     async def head(self) -> int:
         """The position of the newest committed event."""
@@ -210,6 +218,13 @@ class RoomActor:
         room = self._room()
         if not room.may_see(member_id, is_admin):
             raise Forbidden(f"room {self.name!r} is private; ask its owner to add you")
+        if room.join(member_id, "human"):
+            return await self._commit()
+        return room.position
+
+    async def add_member(self, member_id: str) -> int:
+        """Record a person as a member (the gateway's policy checked who asked)."""
+        room = self._room()
         if room.join(member_id, "human"):
             return await self._commit()
         return room.position
@@ -246,6 +261,9 @@ class RoomActor:
     async def open_direct(self, sender: str, sender_kind: str, recipient: str,
                           recipient_kind: str) -> int:
         """Open (once) this private room of two members for direct messages."""
+        if self.name != direct_room_name((sender_kind, sender), (recipient_kind, recipient)):
+            raise Forbidden(f"room {self.name!r} is not the direct room of {sender} and "
+                            f"{recipient}")
         if self.room is None:
             self.room = Room.create(self.name, sender, topic=f"direct: {sender} and {recipient}",
                                     visibility="private", owner_kind=sender_kind)

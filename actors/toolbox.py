@@ -7,10 +7,13 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from actors import directory
+from domain.agents import Agent
 from domain.definitions import AgentDefinition
-from domain.errors import NotFound, Unavailable
+from domain.errors import Forbidden, NotFound, Unavailable
 from domain.ids import agent_id, user_id
+from domain.policy import Authority, deputy_refusal
 from domain.rooms import direct_room_name
+from domain.users import User
 from infra.llm import ToolSpec
 from tools import RedisToolCache, ToolContext, ToolExecutor, ToolRegistry, default_registry
 
@@ -27,10 +30,15 @@ def registry() -> ToolRegistry:
 class Toolbox:
     """Offers an agent its allowed tools and runs their calls; outcomes never raise."""
 
-    def __init__(self, actor: AgentCore, spec: AgentDefinition, room: str) -> None:
+    def __init__(self, actor: AgentCore, spec: AgentDefinition, room: str,
+                 by: str | None = None, owner: str | None = None) -> None:
         self.actor = actor
         self.spec = spec
         self.room = room
+        # Who asked for this turn (None: the agent's own schedule) and who owns the agent.
+        self.by = by
+        self.owner = owner
+        self._authority: Authority | None = None
         self.executor = ToolExecutor(registry(), allowed=spec.tools,
                                      permissions=spec.permissions,
                                      cache=RedisToolCache(actor.bus.redis))
@@ -46,9 +54,41 @@ class Toolbox:
 
     async def execute(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Run one call: {status, result, duration_ms}; refusals and errors included."""
+        refusal = await self._deputy_refusal(name)
+        if refusal is not None:
+            return {"status": "refused", "result": refusal, "duration_ms": 0.0}
         outcome = await self.executor.execute(name, arguments, self.context)
         return {"status": outcome.status, "result": outcome.result,
                 "duration_ms": outcome.duration_ms}
+
+    async def _deputy_refusal(self, name: str) -> str | None:
+        """Refuse a privileged call the principal behind this turn could not make themselves."""
+        tools = registry()
+        if name not in tools or self.owner is None:
+            return None
+        needs = frozenset(tools.get(name).permissions)
+        if not needs:
+            return None
+        if self._authority is None:
+            self._authority = await asyncio.to_thread(self._resolve, self.by)
+        safe_here = name in self.spec.tools_for_everyone.get(self.room, [])
+        return deputy_refusal(name, needs, self.owner, self._authority, safe_here)
+
+    def _resolve(self, by: str | None, hops: int = 0) -> Authority:
+        """The person whose authority a trigger carries: agents act for their owners."""
+        if by is None or by == self.owner:
+            return Authority(str(self.owner), False, frozenset())
+        store = self.actor.store
+        if store.exists(agent_id(by)) and hops < 4:
+            other = store.get(Agent, agent_id(by), by)
+            if other.owner_id != by:
+                return self._resolve(other.owner_id, hops + 1)
+        try:
+            user = store.get(User, user_id(by), by)
+        except NotFound:
+            return Authority(by, False, frozenset())
+        return Authority(user.name, user.is_admin,
+                         frozenset(user.grants.get("permissions", [])))
 
     async def _members(self) -> list[dict[str, Any]]:
         info: dict[str, Any] = await directory.room(self.room, self.actor.settings).info.remote()
@@ -63,7 +103,7 @@ class Toolbox:
             kind = "human"
         else:
             raise NotFound(f"there is nobody called {to!r} to write to")
-        name = direct_room_name(self.actor.name, to)
+        name = direct_room_name(("agent", self.actor.name), (kind, to))
         room = directory.room(name, self.actor.settings)
         await room.open_direct.remote(self.actor.name, "agent", to, kind)
         posted: dict[str, Any] = await room.post.remote(self.actor.name, text)
@@ -77,9 +117,18 @@ class Toolbox:
         from actors.embedder import RemoteEmbedder
         from infra.knowledge import KnowledgeBase
 
+        owner = self.owner or "admin"
+
         def search() -> list[dict[str, Any]]:
             base = KnowledgeBase(self.actor.store, embedder=RemoteEmbedder(self.actor.settings))
             try:
+                try:
+                    owner_is_admin = self.actor.store.get(User, user_id(owner), owner).is_admin
+                except NotFound:
+                    owner_is_admin = False
+                if not base.may_read(collection, owner, owner_is_admin):
+                    raise Forbidden(f"collection {collection!r} is not shared with {owner}, "
+                                    "the owner of this agent; an admin can share it")
                 return base.search(collection, query, k)
             finally:
                 base.close()

@@ -232,7 +232,8 @@ class TurnRunner:
     async def _reply(self) -> str:
         context = await self._messages()
         messages = context.messages
-        toolbox = Toolbox(self.actor, self.spec, self.trigger.room)
+        toolbox = Toolbox(self.actor, self.spec, self.trigger.room, by=self.trigger.by,
+                          owner=self.agent.owner_id)
         specs = toolbox.specs()
         for round_ in range(self.spec.max_tool_rounds + 1):
             last_round = round_ == self.spec.max_tool_rounds

@@ -90,6 +90,20 @@ class Agent(Aggregate):
     def _stopped(self, by: str, reason: str) -> None:
         self.status = "stopped"
 
+    @property
+    def grants(self) -> dict[str, list[str]]:
+        """Capabilities an admin granted this agent."""
+        return dict(getattr(self, "granted", {}))
+
+    def grant(self, capabilities: dict[str, list[str]], by: str) -> None:
+        """Record the capabilities this agent holds now (replacing earlier grants)."""
+        if capabilities != self.grants:
+            self._capabilities_granted(capabilities=capabilities, by=by)
+
+    @event("CapabilitiesGranted")
+    def _capabilities_granted(self, capabilities: dict[str, list[str]], by: str) -> None:
+        self.granted = dict(capabilities)
+
     def check_command(self, user: str, is_admin: bool) -> None:
         """Raise Forbidden unless ``user`` may control this agent."""
         if not self.may_command(user, is_admin):

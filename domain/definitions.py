@@ -101,6 +101,12 @@ class AgentDefinition(BaseModel):
     knowledge: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] \
         | None = None
     opening_line: Text | None = None
+    # Whether people other than the owner may add this agent to their rooms.
+    joinable: bool = False
+    # Privileged tools (e.g. run_python) anyone in a room may make this agent call there,
+    # by room name; elsewhere only those who hold the permission themselves may.
+    tools_for_everyone: dict[Annotated[str, StringConstraints(max_length=64)],
+                             list[Short]] = Field(default_factory=dict, max_length=50)
     # Replies of the scripted provider, used in turn; {author}, {text} and {agent} are filled in.
     script: list[Text] = Field(default_factory=list, max_length=100)
     context_messages: int = Field(default=20, ge=1, le=500)

@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
-from domain.ids import check_name, new_id, room_id
+from domain.ids import agent_id, check_name, new_id, room_id, user_id
 
 MAX_TEXT = 16_000
 MAX_TOPIC = 500
@@ -153,7 +153,9 @@ class Room(Aggregate):
         return [m for m, info in self.members.items() if info["kind"] == "agent"]
 
     def may_see(self, member_id: str, is_admin: bool = False) -> bool:
-        """Whether ``member_id`` may read this room."""
+        """Whether ``member_id`` may read this room (direct rooms: only their two members)."""
+        if self.name.startswith("dm-"):
+            return member_id in self.members
         return is_admin or self.visibility == "public" or member_id in self.members
 
     def join(self, member_id: str, kind: str, role: str = "member") -> bool:
@@ -284,10 +286,19 @@ class Room(Aggregate):
         self.archived = True
 
 
-def direct_room_name(a: str, b: str) -> str:
-    """The private room where ``a`` and ``b`` write to each other (the same both ways)."""
-    pair = "\x1f".join(sorted((a, b)))
-    return "dm-" + hashlib.sha256(pair.encode()).hexdigest()[:20]
+def direct_room_name(a: tuple[str, str], b: tuple[str, str]) -> str:
+    """The private room where members ``a`` and ``b`` write to each other (both ways alike).
+
+    Each member is ``(kind, name)``; the room is keyed by their stream ids, so a person and an
+    agent can never share one. Names starting ``dm-`` are reserved: only Salon opens them.
+    """
+    ids = sorted(str(member_stream_id(kind, name)) for kind, name in (a, b))
+    return "dm-" + hashlib.sha256("\x1f".join(ids).encode()).hexdigest()[:20]
+
+
+def member_stream_id(kind: str, name: str) -> UUID:
+    """The stream id of a member: a user's for people, an agent's for agents."""
+    return agent_id(name) if kind == "agent" else user_id(name)
 
 
 def check_room_name(name: str) -> str:

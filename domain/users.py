@@ -66,18 +66,52 @@ class User(Aggregate):
         return token
 
     @event("TokenIssued")
-    def _token_issued(self, token_hash: str, label: str) -> None:
+    def _token_issued(self, token_hash: str, label: str, expires_at: float | None = None) -> None:
         self.token_hashes[token_hash] = label
+        if expires_at is not None:
+            self.__dict__.setdefault("token_expiry", {})[token_hash] = expires_at
+
+    def issue_expiring_token(self, label: str, expires_at: float) -> str:
+        """Issue a token that stops working at ``expires_at`` (seconds since the epoch)."""
+        token = new_token(self.name)
+        self._token_issued(token_hash=hash_token(token), label=label[:100],
+                           expires_at=float(expires_at))
+        return token
 
     def revoke_token(self, token_hash: str) -> None:
         """Stop accepting a token."""
         if token_hash in self.token_hashes:
             self._token_revoked(token_hash=token_hash)
 
+    def revoke_all(self) -> int:
+        """Stop accepting every token of this user; returns how many were live."""
+        live = list(self.token_hashes)
+        for token_hash in live:
+            self._token_revoked(token_hash=token_hash)
+        return len(live)
+
     @event("TokenRevoked")
     def _token_revoked(self, token_hash: str) -> None:
         self.token_hashes.pop(token_hash, None)
 
-    def accepts(self, token: str) -> bool:
-        """Whether ``token`` is a live token of this user."""
-        return hash_token(token) in self.token_hashes
+    def accepts(self, token: str, now: float | None = None) -> bool:
+        """Whether ``token`` is a live (issued, not revoked, not expired) token of this user."""
+        token_hash = hash_token(token)
+        if token_hash not in self.token_hashes:
+            return False
+        expires_at = getattr(self, "token_expiry", {}).get(token_hash)
+        return expires_at is None or now is None or now < expires_at
+
+    @property
+    def grants(self) -> dict[str, list[str]]:
+        """Capabilities an admin granted this user, to hand to agents they own."""
+        return dict(getattr(self, "granted", {}))
+
+    def grant(self, capabilities: dict[str, list[str]], by: str) -> None:
+        """Record the capabilities this user holds now (replacing earlier grants)."""
+        if capabilities != self.grants:
+            self._capabilities_granted(capabilities=capabilities, by=by)
+
+    @event("CapabilitiesGranted")
+    def _capabilities_granted(self, capabilities: dict[str, list[str]], by: str) -> None:
+        self.granted = dict(capabilities)

@@ -168,6 +168,41 @@ class CreateToken(Frame):
     type: Literal["create_token"]
     user: Name
     role: Literal["admin", "member"] = "member"
+    # The token stops working after this many days (default: SALON_TOKEN_DAYS, else never).
+    days: Annotated[float, Field(gt=0, le=3650)] | None = None
+
+
+class RevokeToken(Frame):
+    """Stop every token of ``user``; their open connections close with 4401 (admins)."""
+
+    type: Literal["revoke_token"]
+    user: Name
+
+
+class Grant(Frame):
+    """Set the capabilities a user may hand to their agents, or that one agent holds (admins).
+
+    ``capabilities`` is ``{"permissions": [...], "hosts": [...], "providers": [...],
+    "endpoints": [...]}``; it replaces what was granted before.
+    """
+
+    type: Literal["grant"]
+    user: Name | None = None
+    agent: Name | None = None
+    capabilities: dict[str, list[Annotated[str, StringConstraints(max_length=200)]]]
+
+    @model_validator(mode="after")
+    def _one_grantee(self) -> Grant:
+        if (self.user is None) == (self.agent is None):
+            raise ValueError("grant to either a user or an agent")
+        return self
+
+
+class Grants(Frame):
+    """What a user was granted (yourself, or anyone for admins)."""
+
+    type: Literal["grants"]
+    user: Name | None = None
 
 
 class Whoami(Frame):
@@ -259,12 +294,30 @@ class Knowledge(Frame):
     k: Annotated[int, Field(ge=1, le=50, strict=True)] = 5
 
 
+class AddMember(Frame):
+    """Add a person to a room (its owner or an admin): how private rooms get members."""
+
+    type: Literal["add_member"]
+    room: Name
+    user: Name
+
+
+class ShareKnowledge(Frame):
+    """Name who may search a collection besides its owner and admins ('*': everyone)."""
+
+    type: Literal["share_knowledge"]
+    collection: Collection
+    readers: list[Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9][a-z0-9_-]{0,63})$")]] \
+        = Field(max_length=1_000)
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
     | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact
-    | AddDocument | Knowledge,
+    | AddDocument | Knowledge | RevokeToken | Grant | Grants | ShareKnowledge
+    | AddMember,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
@@ -272,7 +325,27 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
          "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
          "agent_state", "export", "import", "diff", "rerun", "override", "memories",
-         "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge")
+         "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge",
+         "revoke_token", "grant", "grants", "share_knowledge",
+         "add_member")
+MAX_DEPTH = 32
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``value`` nests deeper than ``limit`` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def request_id_of(raw: Any) -> RequestId:
@@ -292,8 +365,13 @@ def parse(text: str | bytes) -> tuple[Any, RequestId]:
         raw = json.loads(text)
     except ValueError as error:
         raise Invalid(f"a frame must be JSON: {error}") from None
+    except RecursionError:
+        raise Invalid(f"a frame may nest at most {MAX_DEPTH} levels deep") from None
     if not isinstance(raw, dict):
         raise Invalid("a frame must be a JSON object")
+    if _too_deep(raw):
+        raise FrameInvalid(f"a frame may nest at most {MAX_DEPTH} levels deep",
+                           request_id_of(raw))
     kind = raw.get("type")
     if kind not in TYPES:
         raise FrameInvalid(f"unknown frame type {kind!r}; expected one of {', '.join(TYPES)}",

@@ -13,8 +13,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from gateway.auth import Accounts
+from gateway.connection import Connection, Registry
 from gateway.feed import RoomFeed
-from gateway.sessions import Session
+from gateway.services import Services
 from infra.settings import Settings
 from infra.store import EventStore
 from projections.http import AdminPages
@@ -40,6 +41,8 @@ class Gateway:
         self.server: Server | None = None
         self.html = page()
         self.admin = AdminPages(settings, store)
+        self.connections = Registry()
+        self.services = Services(settings, store, accounts, self.feed, self.connections)
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port."""
@@ -54,7 +57,10 @@ class Gateway:
         path, _, query = request.path.partition("?")
         if path == "/metrics" or path.startswith("/admin"):
             # The read models are in PostgreSQL: answer from a thread, not the event loop.
-            answer = await asyncio.to_thread(self.admin.respond, path, query)
+            authorization = request.headers.get("Authorization", "")
+            bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") \
+                else ""
+            answer = await asyncio.to_thread(self.admin.respond, path, query, bearer)
             if answer is not None:
                 status, kind, body = answer
                 headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
@@ -77,7 +83,7 @@ class Gateway:
                                   f"the WebSocket is at {WS_PATH}\n")
 
     async def _connection(self, ws: ServerConnection) -> None:
-        await Session(ws, self.settings, self.store, self.accounts, self.feed).run()
+        await Connection(ws, self.services).run()
 
     async def stop(self) -> None:
         """Close every connection and stop listening."""

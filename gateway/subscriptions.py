@@ -16,17 +16,28 @@ BACKFILL_CHUNK = 500
 class Subscription:
     """Delivers a room's events after ``last`` in order; fills any gap from the event store."""
 
-    def __init__(self, room: str, store: EventStore, send: Send) -> None:
+    def __init__(self, room: str, store: EventStore, send: Send, limit: int = 10_000,
+                 on_overflow: Callable[[], None] | None = None) -> None:
         self.room = room
         self.store = store
         self.send = send
         self.last = 0
-        self.inbox: asyncio.Queue[tuple[int | None, str]] = asyncio.Queue()
+        # Bounded: a subscriber that falls this far behind is cut off, never buffered forever.
+        self.inbox: asyncio.Queue[tuple[int | None, str]] = asyncio.Queue(limit)
+        self.on_overflow = on_overflow
+        self.overflowed = False
         self.task: asyncio.Task[None] | None = None
 
     def on_frame(self, position: int | None, frame: str) -> None:
         """Called by the feed for every live frame of the room (buffered until started)."""
-        self.inbox.put_nowait((position, frame))
+        if self.overflowed:
+            return
+        try:
+            self.inbox.put_nowait((position, frame))
+        except asyncio.QueueFull:
+            self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     def start(self, since: int | None, head: int) -> None:
         """Begin delivering: events in (since, head] first, if ``since`` was given."""

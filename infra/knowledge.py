@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from domain.errors import Invalid
+from domain.errors import Invalid, NotFound
 from infra.embeddings import DIMENSIONS, Embedder, MiniLMEmbedder, vector_literal
 from infra.memories import check_schema
 from infra.store import EventStore
@@ -37,8 +37,14 @@ CREATE TABLE IF NOT EXISTS {s}.salon_knowledge (
     PRIMARY KEY (collection, title, chunk_index)
 );
 CREATE INDEX IF NOT EXISTS salon_knowledge_embedding ON {s}.salon_knowledge
-    USING hnsw (embedding vector_cosine_ops)
+    USING hnsw (embedding vector_cosine_ops);
+CREATE TABLE IF NOT EXISTS {s}.salon_knowledge_access (
+    collection text PRIMARY KEY,
+    owner text NOT NULL,
+    readers text[] NOT NULL DEFAULT '{{}}'
+)
 """
+EVERYONE = "*"
 
 Target = EventStore | psycopg.Connection[Any] | str
 
@@ -129,6 +135,43 @@ class KnowledgeBase:
                 [(collection, title, i, piece, vector_literal(vector))
                  for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))])
         return len(pieces)
+
+    def claim(self, collection: str, owner: str) -> str:
+        """Make ``owner`` the owner of a new collection; returns the collection's owner."""
+        table = f"{self.schema}.salon_knowledge_access"
+        with self.conn.transaction():
+            self.conn.execute(f"INSERT INTO {table} (collection, owner) VALUES (%s, %s) "
+                              "ON CONFLICT (collection) DO NOTHING", (collection, owner))
+            row = self.conn.execute(f"SELECT owner FROM {table} WHERE collection = %s",
+                                    (collection,)).fetchone()
+        assert row is not None
+        return str(row["owner"] if isinstance(row, dict) else row[0])
+
+    def access(self, collection: str) -> tuple[str, list[str]] | None:
+        """(owner, readers) of a collection; None when nobody owns it (no document yet)."""
+        row = self.conn.execute(
+            f"SELECT owner, readers FROM {self.schema}.salon_knowledge_access "
+            "WHERE collection = %s", (collection,)).fetchone()
+        if row is None:
+            return None
+        owner, readers = (row["owner"], row["readers"]) if isinstance(row, dict) else row
+        return str(owner), list(readers)
+
+    def share(self, collection: str, readers: list[str]) -> None:
+        """Set who besides the owner (and admins) may search ``collection`` ('*': everyone)."""
+        done = self.conn.execute(
+            f"UPDATE {self.schema}.salon_knowledge_access SET readers = %s "
+            "WHERE collection = %s", (sorted(set(readers)), collection))
+        if done.rowcount == 0:
+            raise NotFound(f"collection {collection!r} has no documents yet; add one first")
+
+    def may_read(self, collection: str, user: str, is_admin: bool = False) -> bool:
+        """Admins, the owner, and the readers the owner named."""
+        if is_admin:
+            return True
+        found = self.access(collection)
+        return found is not None and (user == found[0] or user in found[1]
+                                      or EVERYONE in found[1])
 
     def search(self, collection: str, query: str, k: int = 5) -> list[dict[str, Any]]:
         """The ``k`` chunks of ``collection`` nearest ``query``: title, chunk, score (cosine)."""

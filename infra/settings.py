@@ -35,6 +35,26 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=120.0, gt=0,
                                        description="per model call (and per stream pause)")
 
+    # Trust boundaries (SECURITY.md): what exists to be granted, and what each principal may use.
+    endpoints: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="JSON {name: {base_url, api_key_env}}: the provider "
+        "endpoints and key variables agents may be granted")
+    frames_per_second: float = Field(default=100.0, gt=0,
+                                     description="sustained frames a principal may send")
+    frame_burst: int = Field(default=400, ge=1, description="frames a principal may send at once")
+    max_connections_per_user: int = Field(default=32, ge=1)
+    max_in_flight: int = Field(default=32, ge=1,
+                               description="requests one connection may have unanswered")
+    send_queue_frames: int = Field(
+        default=2_000, ge=16, description="frames queued for a slow reader before it is cut off")
+    max_rooms_per_user: int = Field(default=500, ge=0, description="rooms a member may create")
+    max_agents_per_user: int = Field(default=50, ge=0, description="agents a member may create")
+    invokes_per_minute: int = Field(default=60, ge=1, description="turns a member may request")
+    token_days: float | None = Field(default=None, gt=0,
+                                     description="tokens issued expire after this many days")
+    public_metrics: bool = Field(default=False,
+                                 description="serve /metrics without a token (private listeners)")
+
     def resolved(self, database_url: str, redis_url: str) -> Settings:
         """A copy pointing at the servers actually running, for handing to actors."""
         return self.model_copy(update={"database_url": database_url, "redis_url": redis_url,

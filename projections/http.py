@@ -20,6 +20,7 @@ Every ``/admin`` data path needs an admin's token; errors are JSON ``{"error", "
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -84,19 +85,29 @@ class AdminPages:
             "/admin/threads/archive": self._archive,
         }
 
-    def respond(self, path: str, query: str) -> Response | None:
-        """The answer to ``GET path?query``, or None when the path is not one of these."""
+    def respond(self, path: str, query: str, bearer: str = "") -> Response | None:
+        """The answer to ``GET path?query``, or None when the path is not one of these.
+
+        Everything but the static audit page needs an admin's token, as ``?token=`` or as
+        ``Authorization: Bearer`` (``bearer``); ``/metrics`` is open only when the operator
+        sets ``SALON_PUBLIC_METRICS`` (for a listener only a private network reaches).
+        """
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=False).items()}
         if path == "/metrics":
-            return self._guarded(self._metrics, {})
+            def metrics(q: dict[str, str]) -> Response:
+                if not self.settings.public_metrics:
+                    self.check_admin(q.pop("token", "") or bearer)
+                return self._metrics(q)
+
+            return self._guarded(metrics, params)
         if path in ("/admin/audit", "/admin/audit/"):
             return 200, "text/html; charset=utf-8", AUDIT_PAGE.encode()
         route = self.routes.get(path)
         if route is None:
             return None
-        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=False).items()}
 
         def admin_only(q: dict[str, str]) -> Response:
-            q["by"] = self.check_admin(q.pop("token", ""))
+            q["by"] = self.check_admin(q.pop("token", "") or bearer)
             return route(q)
 
         return self._guarded(admin_only, params)
@@ -111,8 +122,9 @@ class AdminPages:
             user = self.store.get(User, user_id(name), name)
         except (errors.Invalid, errors.NotFound):
             raise errors.Unauthenticated("that token is not valid") from None
-        if not user.accepts(token):
-            raise errors.Unauthenticated("that token is not valid (revoked, or never issued)")
+        if not user.accepts(token, time.time()):
+            raise errors.Unauthenticated("that token is not valid (revoked, expired, or never "
+                                         "issued)")
         if not user.is_admin:
             raise errors.Forbidden(f"{name} is not an admin; only admins see these pages")
         return name

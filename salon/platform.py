@@ -91,7 +91,7 @@ class Platform:
         self._start_ray(settings)
         self._start_projections(settings)
         self._start_memory(settings)
-        accounts = Accounts(self.store)
+        accounts = Accounts(self.store, self.settings.token_days)
         token = self._admin_token(accounts)
         self.gateway = Gateway(settings, self.store, accounts)
         port = self._start_gateway(settings)

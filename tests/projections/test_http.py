@@ -80,7 +80,7 @@ def _member_token(platform, name: str) -> str:
 
 def test_metrics_and_admin_pages_answer_with_tokens_checked(
         platform, pages: AdminPages, database_url: str, name: str) -> None:
-    status, kind, body = pages.respond("/metrics", "")
+    status, kind, body = pages.respond("/metrics", f"token={platform.running.admin_token}")
     assert status == 200 and kind.startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     position = {s.labels["projection"]: s.value

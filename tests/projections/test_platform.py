@@ -95,7 +95,7 @@ def test_the_running_salon_serves_metrics_audit_threads_and_jobs(
     wait_until(lambda: _caught_up(cli, target), "every projection of the platform to catch up",
                timeout=120)
 
-    status, kind, body = _get(f"{salon.http_url}metrics")
+    status, kind, body = _get(f"{salon.http_url}metrics?token={salon.admin_token}")
     assert status == 200 and kind.startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     position = {s.labels["projection"]: int(s.value)

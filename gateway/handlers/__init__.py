@@ -1,0 +1,26 @@
+"""Frame handlers, one plain function per frame type, grouped by area.
+
+Each handler is ``async (request, principal, connection) -> result``: it asks
+``domain.policy`` whether the principal may do this, acts through the actors, and returns the
+``ok`` result (or None when it sent its reply itself). The rule of each frame sits next to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Handler = Callable[[Any, Any, Any], Awaitable[dict[str, Any] | None]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(frame_type: str) -> Callable[[Handler], Handler]:
+    """Register the handler of ``frame_type``."""
+    def register(handler: Handler) -> Handler:
+        assert frame_type not in HANDLERS, f"two handlers for {frame_type}"
+        HANDLERS[frame_type] = handler
+        return handler
+    return register
+
+
+from gateway.handlers import admin, agents, history, memory, rooms  # noqa: E402, F401
