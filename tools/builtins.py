@@ -123,7 +123,10 @@ class RunPythonArguments(BaseModel):
 class RunPython(Tool[RunPythonArguments]):
     """Run Python code in a sandbox without network access and return what it printed.
 
-    Only the standard library is available; files can be written in the working directory only.
+    Only the standard library is available; files can be written in the working directory and
+    /tmp only, and vanish after the run. Each run is a fresh jail (``tools.sandbox``); when this
+    machine cannot build one, or too many runs are waiting, the call fails as unavailable or
+    rate limited instead of running the code unjailed.
     """
 
     name = "run_python"
