@@ -19,13 +19,14 @@ from tools.web import check_url, fetch
 HTTP_TIMEOUT = 15.0
 
 
-@tool(max_output_chars=2_000)
+@tool(max_output_chars=2_000, timeout=5.0)
 def calculator(expression: Annotated[str, Field(max_length=1_000)]) -> str:
     """Evaluate an arithmetic expression exactly, e.g. "2 ** 10 / (3 + 4)" or "sqrt(2) * pi".
 
     Supports + - * / // % **, parentheses, the constants pi, e, tau and the functions sqrt,
     sin, cos, tan, asin, acos, atan, atan2, exp, log (optional base), log10, log2, abs, round,
-    min, max, floor, ceil, hypot, degrees, radians.
+    min, max, floor, ceil, hypot, degrees, radians, factorial. Numbers have at most 1000
+    digits and exponents are at most 1000.
 
     Args:
         expression: the expression to evaluate.
@@ -96,6 +97,7 @@ async def search_knowledge_base(ctx: ToolContext,
 
 
 def _http_get_allowed(args: BaseModel, ctx: ToolContext) -> None:
+    # Host and port, before the cache is read; the address is checked at each fetch.
     check_url(str(args.url), ctx.allowed_hosts)  # type: ignore[attr-defined]
 
 
@@ -103,6 +105,9 @@ def _http_get_allowed(args: BaseModel, ctx: ToolContext) -> None:
       max_output_chars=20_000, authorize=_http_get_allowed)
 async def http_get(ctx: ToolContext, url: HttpUrl) -> str:
     """Fetch a web page from an allowed host and return its text.
+
+    Only hosts and ports on the agent's allow list, only public addresses (unless an admin
+    allowed a private host), at most 1 MB and 15 seconds per fetch, redirects included.
 
     Args:
         url: the http:// or https:// address to fetch; its host must be allowed for the agent.

@@ -12,17 +12,28 @@ async def http_get(url: HttpUrl, ctx: ToolContext) -> str:
 
 The parameters become a pydantic model (extra arguments forbidden), whose JSON schema the model
 sees; a parameter annotated ``ToolContext`` receives the call's context and is not shown.
-Synchronous functions run in a worker thread so a timeout still answers on time.
+
+A synchronous function runs where it can be stopped: in a small reusable worker process
+(``WorkerPool``) that is killed at the tool's timeout, or when the call is cancelled, and
+replaced. A thread cannot be stopped, and one big-integer operation holds the GIL for as long
+as it runs, so a runaway call in a thread would freeze the agent for good. The worker imports
+the function by its module and name and gets a copy of the context whose ``clock`` is frozen
+at the call's start and whose async callables (room access) are ``None``; so a synchronous
+tool sees its module freshly imported, not the caller's state, and a tool that must share
+state or use room access is written ``async``. A function the worker cannot import (one
+defined inside another function, or in ``__main__``) or whose arguments do not pickle runs
+in-process on a thread of its own pool instead; such a call cannot be stopped, so at most
+``IN_PROCESS_SLOTS`` of them run at once and further calls are refused until one ends.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -35,6 +46,7 @@ from tools.base import (
     ToolContext,
     reflow,
 )
+from tools.executor import Unportable, pool, run_in_process
 
 Authorizer = Callable[[Any, ToolContext], None]
 
@@ -60,6 +72,7 @@ class FunctionTool(Tool[BaseModel]):
         self.timeout = float(timeout)
         self.max_output_chars = int(max_output_chars)
         self._authorize = authorize
+        self._reference: tuple[str, str] | None | bool = False  # False: not looked up yet
         self._context_parameter, self._parameters, self.args_model = _arguments_model(
             function, self.name, documented)
         self.check_declaration()
@@ -85,7 +98,68 @@ class FunctionTool(Tool[BaseModel]):
             kwargs[self._context_parameter] = ctx
         if inspect.iscoroutinefunction(self.function):
             return await self.function(**kwargs)
-        return await asyncio.to_thread(self.function, **kwargs)
+        reference = self.reference()
+        if reference is not None:
+            portable = _portable_context(ctx) if self._context_parameter is not None else None
+            try:
+                # The executor's own timeout cancels this first; ours is for direct callers.
+                return await pool().call(reference, kwargs, self._context_parameter, portable,
+                                         timeout=self.timeout + 1)
+            except Unportable:
+                self._reference = None
+        if self._context_parameter is not None:
+            kwargs[self._context_parameter] = ctx
+        return await run_in_process(self.name, self.function, kwargs)
+
+    def reference(self) -> tuple[str, str] | None:
+        """``(module, qualified name)`` by which a worker process imports this function."""
+        if self._reference is False:
+            self._reference = _importable(self.function)
+            if self._reference is not None:
+                pool().preload(self._reference[0])
+        return self._reference  # type: ignore[return-value]
+
+    def prepare(self) -> None:
+        """Start a worker process ahead of the first call, if this tool will use one."""
+        if not inspect.iscoroutinefunction(self.function) and self.reference() is not None:
+            pool().warm()
+
+
+@dataclasses.dataclass(frozen=True)
+class Instant:
+    """A clock stopped at one moment: the context's clock as a worker process sees it."""
+
+    at: datetime
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def _portable_context(ctx: ToolContext) -> ToolContext:
+    """The context without what cannot cross a process: async callables, a live clock."""
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(ctx):
+        value = getattr(ctx, field.name)
+        if field.name == "clock":
+            changes["clock"] = Instant(value())
+        elif callable(value):
+            changes[field.name] = None
+    return dataclasses.replace(ctx, **changes)
+
+
+def _importable(function: Callable[..., Any]) -> tuple[str, str] | None:
+    """The function's module and name, if importing them gives this function (or its tool)."""
+    import sys
+
+    module, qualname = function.__module__, function.__qualname__
+    if module == "__main__" or "<" in qualname or module not in sys.modules:
+        return None
+    found: Any = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is function or getattr(found, "function", None) is function:
+        return module, qualname
+    return None
 
 
 @overload

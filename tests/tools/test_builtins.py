@@ -125,11 +125,16 @@ def web(*hosts: str) -> ToolContext:
     return ToolContext(agent="ada", room="lobby", allowed_hosts=frozenset(hosts))
 
 
+def local(site: Site) -> ToolContext:
+    """An admin's explicit allowance of the local test site: its port, marked private."""
+    return web(f"127.0.0.1:{site.server_port}#private")
+
+
 async def test_http_get_fetches_text_from_an_allowed_host(site: Site) -> None:
     url = f"http://127.0.0.1:{site.server_port}/ferns"
     tools = executor(permissions=["network"], cache=MemoryToolCache())
-    page = await tools.execute("http_get", {"url": url}, web("127.0.0.1"))
-    again = await tools.execute("http_get", {"url": url}, web("127.0.0.1"))
+    page = await tools.execute("http_get", {"url": url}, local(site))
+    again = await tools.execute("http_get", {"url": url}, local(site))
     assert page.status == "ok", page.result
     assert page.result == (f"HTTP 200 text/html from {url}\n\n"
                            "Ferns\n\nGrowing ferns\nKeep them in the shade.")
@@ -141,10 +146,10 @@ async def test_http_get_refuses_what_is_not_allowed(site: Site) -> None:
     base = f"http://127.0.0.1:{site.server_port}"
     networked = executor(permissions=["network"])
     other_host = await networked.execute("http_get", {"url": f"{base}/x"}, web("example.org"))
-    redirected = await networked.execute("http_get", {"url": f"{base}/away"}, web("127.0.0.1"))
-    no_permission = await executor().execute("http_get", {"url": f"{base}/x"}, web("127.0.0.1"))
-    a_file = await networked.execute("http_get", {"url": "file:///etc/passwd"}, web("127.0.0.1"))
-    missing = await networked.execute("http_get", {"url": f"{base}/missing"}, web("127.0.0.1"))
+    redirected = await networked.execute("http_get", {"url": f"{base}/away"}, local(site))
+    no_permission = await executor().execute("http_get", {"url": f"{base}/x"}, local(site))
+    a_file = await networked.execute("http_get", {"url": "file:///etc/passwd"}, local(site))
+    missing = await networked.execute("http_get", {"url": f"{base}/missing"}, local(site))
     assert other_host.status == "refused"
     assert other_host.result.startswith("host '127.0.0.1' is not on this agent's list of "
                                         "allowed hosts (example.org)")
@@ -159,10 +164,13 @@ async def test_http_get_refuses_what_is_not_allowed(site: Site) -> None:
 def test_allowed_hosts_match_names_ports_and_subdomains() -> None:
     from tools.web import host_allowed
 
-    allowed = frozenset({"example.org", "*.wiki.org", "api.test:8443"})
+    allowed = frozenset({"example.org", "*.wiki.org", "api.test:8443", "[::1]:8080#private"})
     assert host_allowed("https://example.org/a", allowed)
-    assert host_allowed("https://EXAMPLE.org:444/", allowed)
+    assert host_allowed("http://EXAMPLE.org:443/", allowed)
+    assert not host_allowed("https://example.org:444/", allowed)  # a bare host: 80 and 443
     assert host_allowed("https://en.wiki.org/", allowed)
+    assert host_allowed("http://[::1]:8080/", allowed)
+    assert not host_allowed("http://[::1]/", allowed)
     assert not host_allowed("https://wiki.org/", allowed)
     assert not host_allowed("https://evilwiki.org/", allowed)
     assert not host_allowed("https://example.org.evil.com/", allowed)
