@@ -519,16 +519,57 @@ def import_(path: Any) -> None:
 
 @main.group()
 def token() -> None:
-    """Issue login tokens."""
+    """Issue and revoke login tokens."""
 
 
 @token.command("create")
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="make NAME an admin (when the user is new)")
-def token_create(name: str, admin: bool) -> None:
+@click.option("--days", type=click.FloatRange(min=0, min_open=True, max=3650),
+              help="the token expires after this many days")
+def token_create(name: str, admin: bool, days: float | None) -> None:
     """Issue a token for user NAME (registering the user if new); admins only."""
-    result = call({"type": "create_token", "user": name, "role": "admin" if admin else "member"})
+    frame: dict[str, Any] = {"type": "create_token", "user": name,
+                             "role": "admin" if admin else "member"}
+    if days is not None:
+        frame["days"] = days
+    result = call(frame)
     click.echo(result["token"])
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke every token of user NAME; their open connections close at once. Admins only."""
+    result = call({"type": "revoke_token", "user": name})
+    click.echo(f"revoked {result['revoked']} token(s) of {name}; closed {result['closed']} "
+               "connection(s)")
+
+
+@main.command("grant")
+@click.option("--user", "user", help="the member who may hand these to agents they own")
+@click.option("--agent", "agent", help="the agent that holds these")
+@click.option("--permission", "permissions", multiple=True, help="e.g. code, network")
+@click.option("--host", "hosts", multiple=True, help="a host http_get may fetch from")
+@click.option("--provider", "providers", multiple=True, help="a paid provider, e.g. openai")
+@click.option("--endpoint", "endpoints", multiple=True,
+              help="an endpoint named in SALON_ENDPOINTS")
+def grant(user: str | None, agent: str | None, permissions: tuple[str, ...],
+          hosts: tuple[str, ...], providers: tuple[str, ...],
+          endpoints: tuple[str, ...]) -> None:
+    """Set the capabilities a user or an agent holds (replacing earlier grants). Admins only.
+
+    With no capability options, takes every grant away.
+    """
+    if (user is None) == (agent is None):
+        fail(Invalid("give either --user NAME or --agent NAME"))
+    frame: dict[str, Any] = {"type": "grant", "capabilities": {
+        "permissions": list(permissions), "hosts": list(hosts), "providers": list(providers),
+        "endpoints": list(endpoints)}}
+    frame["user" if user else "agent"] = user or agent
+    result = call(frame)
+    held = "; ".join(f"{k}: {', '.join(v)}" for k, v in result["capabilities"].items() if v)
+    click.echo(f"{user or agent} holds {held or 'nothing'}")
 
 
 def _simulate_group() -> click.Group:

@@ -359,3 +359,24 @@ async def test_one_calculator_call_cannot_freeze_an_agent(
     await admin.wait_for(lambda c: any(m["text"] == "still here" for m in c.messages(name)),
                          "a second answer")
     await admin.close()
+
+
+def test_the_cli_grants_and_revokes(salon: Running, name: str) -> None:
+    from click.testing import CliRunner
+
+    from salon.cli import main
+
+    env = {"SALON_URL": salon.ws_url, "SALON_TOKEN": salon.admin_token}
+    runner = CliRunner()
+    made = runner.invoke(main, ["token", "create", f"{name}-eve", "--days", "30"], env=env)
+    assert made.exit_code == 0, made.output
+    granted = runner.invoke(main, ["grant", "--user", f"{name}-eve", "--permission", "code"],
+                            env=env)
+    assert granted.exit_code == 0 and "permissions: code" in granted.output, granted.output
+    both = runner.invoke(main, ["grant", "--permission", "code"], env=env)
+    assert both.exit_code != 0 and "--user" in both.output
+    revoked = runner.invoke(main, ["token", "revoke", f"{name}-eve"], env=env)
+    assert revoked.exit_code == 0 and "revoked 1 token(s)" in revoked.output, revoked.output
+    as_eve = runner.invoke(main, ["rooms", "list"],
+                           env={**env, "SALON_TOKEN": made.output.strip()})
+    assert as_eve.exit_code != 0 and "not valid" in as_eve.output
