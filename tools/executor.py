@@ -8,7 +8,7 @@ Synchronous tool bodies run in worker processes of a ``WorkerPool``: a call that
 timeout, or is cancelled, is stopped by killing its process (a thread could not be stopped),
 and the pool starts a replacement. Measured on a 2-CPU Linux VM (Python 3.11): a call through
 a warm worker costs about 0.3 ms end to end against about 0.1 ms for ``asyncio.to_thread``;
-starting a worker (an interpreter importing ``tools``) takes about 0.3 s, which the executor
+starting a worker (an interpreter importing ``tools``) takes about 0.2 s, which the executor
 spends ahead of the first call (``prepare``) and the pool spends right after a kill.
 """
 
@@ -166,7 +166,12 @@ _BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
 
 
 class Unportable(Exception):
-    """A worker process cannot run this call (the function or its arguments do not travel)."""
+    """A worker process cannot run this call: its arguments do not pickle, or (``lasting``)
+    the worker cannot import the function at all."""
+
+    def __init__(self, message: str, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class _Died(Exception):
@@ -266,7 +271,7 @@ class WorkerPool:
         if kind == "ok":
             return value  # type: ignore[no-any-return]
         if kind == "unportable":
-            raise Unportable(value)
+            raise Unportable(value, lasting=True)
         raise value
 
     def shutdown(self) -> None:

@@ -94,9 +94,9 @@ class FunctionTool(Tool[BaseModel]):
     async def run(self, args: BaseModel, ctx: ToolContext) -> Any:
         """Call the function with the validated arguments (and the context, if it asks)."""
         kwargs = {parameter: getattr(args, parameter) for parameter in self._parameters}
-        if self._context_parameter is not None:
-            kwargs[self._context_parameter] = ctx
         if inspect.iscoroutinefunction(self.function):
+            if self._context_parameter is not None:
+                kwargs[self._context_parameter] = ctx
             return await self.function(**kwargs)
         reference = self.reference()
         if reference is not None:
@@ -105,8 +105,9 @@ class FunctionTool(Tool[BaseModel]):
                 # The executor's own timeout cancels this first; ours is for direct callers.
                 return await pool().call(reference, kwargs, self._context_parameter, portable,
                                          timeout=self.timeout + 1)
-            except Unportable:
-                self._reference = None
+            except Unportable as unportable:
+                if unportable.lasting:
+                    self._reference = None
         if self._context_parameter is not None:
             kwargs[self._context_parameter] = ctx
         return await run_in_process(self.name, self.function, kwargs)

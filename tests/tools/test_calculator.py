@@ -37,6 +37,11 @@ from tools.calculator import evaluate, format_number
     ("floor(2.7) + ceil(2.1)", "5"),
     ("1e3 + 1", "1001"),
     ("hypot(3, 4)", "5"),
+    ("factorial(5)", "120"),
+    ("round(1234.5, -2)", "1200"),
+    ("round(1234, -1000)", "0"),
+    ("(" * 150 + "1" + ")" * 150, "1"),
+    ("+".join(["1"] * 150), "150"),
 ])
 def test_it_answers_arithmetic(expression: str, expected: str) -> None:
     assert format_number(evaluate(expression)) == expected
@@ -67,6 +72,12 @@ def test_it_answers_arithmetic(expression: str, expected: str) -> None:
     ("round(x=1)", "positional arguments only"),
     ("", "the expression is empty"),
     ("1 +" * 400 + "1", "characters long"),
+    ("round(1, -10**8)", "round() to -100000000 digits is out of range"),
+    ("round(1.5, 0.5)", "must be an integer"),
+    ("factorial(450)", "factorial(450) would have more than 1000 digits"),
+    ("factorial(2.5)", "takes a whole number"),
+    ("factorial(-1)", "not defined for negative values"),
+    ("-" * 300 + "1", "nested more than 200 levels deep"),
 ])
 def test_it_refuses_with_a_clear_error(expression: str, says: str) -> None:
     with pytest.raises(Invalid) as refused:
@@ -92,6 +103,8 @@ async def test_refusals_come_back_to_the_model_as_tool_errors(ctx: ToolContext) 
     answer = await executor.execute("calculator", {"expression": "2 * 21"}, ctx)
     refused = await executor.execute("calculator", {"expression": "().__class__"}, ctx)
     oversized = await executor.execute("calculator", {"expression": "9**9**9"}, ctx)
+    freezing = await executor.execute("calculator", {"expression": "round(1, -10**8)"}, ctx)
     assert (answer.status, answer.result) == ("ok", "42")
     assert refused.status == "error" and "attribute access" in refused.result
     assert oversized.status == "error" and "exponent" in oversized.result
+    assert freezing.status == "error" and "out of range" in freezing.result

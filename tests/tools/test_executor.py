@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,8 +45,29 @@ def lookup(key: str) -> dict[str, Any]:
     return {"key": key, "found": True}
 
 
+@tool
+def noisy(ctx: ToolContext) -> dict[str, Any]:
+    """Print, then say where and when this ran."""
+    print("a tool's print() must not corrupt the worker's replies")
+    return {"pid": os.getpid(), "now": ctx.clock().isoformat(), "agent": ctx.agent,
+            "members": ctx.list_members is None}
+
+
+@tool(timeout=0.2)
+def stuck() -> str:
+    """Never return."""
+    while True:
+        pass
+
+
+@tool
+def quits() -> str:
+    """End the process it runs in."""
+    os._exit(3)
+
+
 def executor(*allowed: str, permissions: tuple[str, ...] = (), **kwargs: Any) -> ToolExecutor:
-    registry = ToolRegistry([forever, chatter, broken, spend, lookup])
+    registry = ToolRegistry([forever, chatter, broken, spend, lookup, noisy, stuck, quits])
     return ToolExecutor(registry, allowed=allowed, permissions=permissions, **kwargs)
 
 
@@ -93,6 +115,37 @@ async def test_a_slow_tool_times_out(ctx: ToolContext) -> None:
     assert outcome.status == "timeout"
     assert outcome.result == ("forever did not finish within 0.05 s and was stopped; "
                               "try a smaller request")
+
+
+async def test_a_sync_tool_runs_in_a_worker_process_with_a_frozen_clock() -> None:
+    async def members() -> list[dict[str, Any]]:
+        return []
+
+    noon = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    ctx = ToolContext(agent="ada", room="lobby", clock=lambda: noon, list_members=members)
+    outcome = await executor("noisy").execute("noisy", {}, ctx)
+    assert outcome.status == "ok", outcome.result
+    ran = json.loads(outcome.result)
+    assert ran["pid"] != os.getpid()
+    assert ran == {"pid": ran["pid"], "now": "2024-05-01T12:00:00+00:00", "agent": "ada",
+                   "members": True}  # async room access does not cross the process
+
+
+async def test_a_stuck_sync_tool_is_stopped_and_the_next_call_works(ctx: ToolContext) -> None:
+    tools = executor("stuck", "lookup")
+    outcome = await tools.execute("stuck", {}, ctx)
+    after = await tools.execute("lookup", {"key": "k"}, ctx)
+    assert outcome.status == "timeout" and "did not finish within 0.2 s" in outcome.result
+    assert after.status == "ok"
+
+
+async def test_a_tool_that_ends_its_process_is_an_error(ctx: ToolContext) -> None:
+    tools = executor("quits", "lookup")
+    outcome = await tools.execute("quits", {}, ctx)
+    after = await tools.execute("lookup", {"key": "k"}, ctx)
+    assert outcome.status == "error"
+    assert "worker process ended during the call (exit status 3)" in outcome.result
+    assert after.status == "ok"
 
 
 async def test_output_over_the_cap_is_truncated_with_a_note(ctx: ToolContext) -> None:

@@ -144,6 +144,16 @@ def test_the_registry_finds_tools_by_name_and_offers_an_allow_list() -> None:
         registry.register(shout.function)  # type: ignore[arg-type]
 
 
+def test_sync_tools_run_in_a_worker_only_when_it_can_import_them() -> None:
+    def local(text: str) -> str:
+        """Defined inside a function: a worker process could not import it."""
+        return text
+
+    assert shout.reference() == (__name__, "shout")
+    assert FunctionTool(shout.function).reference() == (__name__, "shout")
+    assert tool(local).reference() is None  # runs in-process, on a bounded thread pool
+
+
 def test_the_builtins_are_registered() -> None:
     assert default_registry().names() == [
         "calculator", "current_time", "http_get", "list_room_members", "run_python",
