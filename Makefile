@@ -34,6 +34,7 @@ bench: install
 	$(PY) -m bench.memory
 	$(PY) -m bench.simulate
 	$(PY) -m bench.projections
+	$(PY) -m bench.slow_reader
 	$(PY) -m bench.sandbox
 
 lint: install

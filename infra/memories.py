@@ -205,8 +205,12 @@ class MemoryStore:
                  weights: Weights | None = None, now: datetime | None = None,
                  kinds: Sequence[str] | None = None, candidates: int = CANDIDATES,
                  skip_room: str | None = None, skip_from: int | None = None,
-                 formed_by: datetime | None = None) -> list[Retrieved]:
+                 formed_by: datetime | None = None,
+                 rooms: Sequence[str] | None = None) -> list[Retrieved]:
         """The ``k`` best memories of ``agent`` for ``query`` (an embedding), best first.
+
+        ``rooms``, when given, are the only rooms whose memories may surface (memories formed
+        in no room, like the owner's own notes, always may).
 
         Candidates are the agent's most relevant memories (HNSW), its most recently accessed
         and its most important, ``candidates`` of each; every part is min-max normalised over
@@ -226,6 +230,8 @@ class MemoryStore:
                            "position IS NOT NULL AND position >= %(skip_from)s)"
         if formed_by is not None:
             kind_filter += " AND created_at <= %(formed_by)s"
+        if rooms is not None:
+            kind_filter += " AND (room IS NULL OR room = ANY(%(rooms)s))"
         t = self.table()
         sql = f"""
             WITH rel AS (SELECT id FROM {t} WHERE agent_id = %(agent)s {kind_filter}
@@ -239,7 +245,8 @@ class MemoryStore:
               AND id IN (SELECT id FROM rel UNION SELECT id FROM rec UNION SELECT id FROM imp)
         """
         args = {"agent": agent, "q": vector, "n": candidates, "kinds": list(kinds or []),
-                "skip_room": skip_room, "skip_from": skip_from, "formed_by": formed_by}
+                "skip_room": skip_room, "skip_from": skip_from, "formed_by": formed_by,
+                "rooms": list(rooms or [])}
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = conn.execute(sql, args).fetchall()
@@ -286,6 +293,12 @@ class MemoryStore:
             raise NotFound(f"agent {agent!r} has no memory {memory_id!r}; "
                            f"`salon agents memory {agent}` lists them")
         return _memory(rows[0])
+
+    def rooms(self, agent: str) -> list[str]:
+        """The rooms ``agent``'s memories were formed in."""
+        rows = self._rows(f"SELECT DISTINCT room FROM {self.table()} WHERE agent_id = %s "
+                          "AND room IS NOT NULL", (check_name(agent, "agent"),))
+        return [str(r["room"]) for r in rows]
 
     def count(self, agent: str) -> int:
         """How many memories ``agent`` holds."""

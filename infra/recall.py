@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.ids import room_id
 from domain.memories import MemoryConfig, MemoryStream, Weights, check_kind, memory_stream_id
+from domain.rooms import Room
 from infra.embeddings import Embedder
 from infra.memories import MemoryStore, Retrieved, check_access
 from infra.store import EventStore
@@ -189,13 +190,38 @@ class AgentMemory:
         if self.config.recall <= 0 or not query.strip() or not self.memories.count(self.agent):
             return []
         vector = self.embedder.embed([query])[0]
+        rooms = self.rooms_visible_in(room) if room is not None else None
         found = self.memories.retrieve(self.agent, vector, self.config.recall,
                                        self.config.weights, now, skip_room=room,
-                                       skip_from=shown_from, formed_by=formed_by)
+                                       skip_from=shown_from, formed_by=formed_by, rooms=rooms)
         if record and found:
             ids = [r.memory.memory_id for r in found]
             record_decision(self.events, self.agent, lambda stream: stream.retrieved(ids, query))
         return found
+
+    def rooms_visible_in(self, room: str) -> list[str]:
+        """Rooms whose memories may surface in ``room``: every member of ``room`` could see them.
+
+        That is ``room`` itself, public rooms, and private rooms whose members include all of
+        ``room``'s members; a private room's words never surface where others would read them.
+        """
+        try:
+            here = self.events.get(Room, room_id(room), room)
+        except NotFound:
+            return [room]
+        readers = set(here.members)
+        allowed = [room]
+        for name in self.memories.rooms(self.agent):
+            if name == room:
+                continue
+            try:
+                source = self.events.get(Room, room_id(name), name)
+            except (NotFound, Invalid):
+                continue
+            if (source.visibility == "public" and not name.startswith("dm-")) \
+                    or readers <= set(source.members):
+                allowed.append(name)
+        return allowed
 
     def system_prompt(self, system: str, recalled: Sequence[Retrieved],
                       users: Sequence[str] = ()) -> str:

@@ -58,3 +58,43 @@ async def test_a_fact_told_in_room_a_is_used_in_room_b(salon: Running, events: E
     recorded = [type(e).__name__ for e in events.events(memory_stream_id(agent))]
     assert "MemoriesRetrieved" in recorded
     await client.close()
+
+
+async def test_words_said_in_a_private_room_never_surface_where_others_read(
+        salon: Running, database_url: str, embedder: MiniLMEmbedder, name: str) -> None:
+    agent, secret, public = f"{name}-sage", f"{name}-secret", f"{name}-open"
+    admin = await Client.open(salon.ws_url, salon.admin_token)
+    await admin.ok({"type": "create_agent", "definition": {
+        "name": agent, "script": ["{system}"], "memory": {"recall": 5}}})
+    await admin.ok({"type": "create_room", "name": secret, "visibility": "private"})
+    await admin.ok({"type": "create_room", "name": public})
+    token = (await admin.ok({"type": "create_token", "user": f"{name}-bea"}))["token"]
+    bea = await Client.open(salon.ws_url, token)
+    for room in (secret, public):
+        await admin.ok({"type": "add_agent", "room": room, "agent": agent})
+        await admin.ok({"type": "join", "room": room, "since": 0})
+    await bea.ok({"type": "join", "room": public, "since": 0})
+    await admin.ok({"type": "say", "room": secret,
+                    "text": f"@{agent} remember this: the vault code is Zanzibar"})
+    await admin.wait_for(lambda c: replies(c, secret, agent), "the answer in the private room")
+    projection = MemoryProjection(database_url, embedder=embedder)
+    try:
+        projection.catch_up()
+    finally:
+        projection.close()
+
+    await bea.ok({"type": "say", "room": public, "text": f"@{agent} what is the vault code?"})
+    await bea.wait_for(lambda c: replies(c, public, agent), "the answer in the public room")
+    [answer] = replies(bea, public, agent)
+    assert "Zanzibar" not in answer, answer
+    # The same question in a room only the private room's members share does recall it.
+    await admin.ok({"type": "create_room", "name": f"{name}-alone", "visibility": "private"})
+    await admin.ok({"type": "add_agent", "room": f"{name}-alone", "agent": agent})
+    await admin.ok({"type": "join", "room": f"{name}-alone", "since": 0})
+    await admin.ok({"type": "say", "room": f"{name}-alone",
+                    "text": f"@{agent} what is the vault code?"})
+    await admin.wait_for(lambda c: replies(c, f"{name}-alone", agent), "the answer alone")
+    [alone] = replies(admin, f"{name}-alone", agent)
+    assert "Zanzibar" in alone, alone
+    await bea.close()
+    await admin.close()
