@@ -15,10 +15,28 @@ from domain.policy import Authority, deputy_refusal
 from domain.rooms import direct_room_name
 from domain.users import User
 from infra.llm import ToolSpec
+from infra.store import EventStore
 from tools import RedisToolCache, ToolContext, ToolExecutor, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
     from actors.agents import AgentCore
+
+
+def authority_of(store: EventStore, by: str | None, owner: str | None,
+                 hops: int = 0) -> Authority:
+    """The person whose authority a trigger carries: agents act for their owners."""
+    if by is None or by == owner:
+        return Authority(str(owner), False, frozenset())
+    if store.exists(agent_id(by)) and hops < 4:
+        other = store.get(Agent, agent_id(by), by)
+        if other.owner_id != by:
+            return authority_of(store, other.owner_id, owner, hops + 1)
+    try:
+        user = store.get(User, user_id(by), by)
+    except NotFound:
+        return Authority(by, False, frozenset())
+    return Authority(user.name, user.is_admin,
+                     frozenset(user.grants.get("permissions", [])))
 
 
 @functools.cache
@@ -74,21 +92,8 @@ class Toolbox:
         safe_here = name in self.spec.tools_for_everyone.get(self.room, [])
         return deputy_refusal(name, needs, self.owner, self._authority, safe_here)
 
-    def _resolve(self, by: str | None, hops: int = 0) -> Authority:
-        """The person whose authority a trigger carries: agents act for their owners."""
-        if by is None or by == self.owner:
-            return Authority(str(self.owner), False, frozenset())
-        store = self.actor.store
-        if store.exists(agent_id(by)) and hops < 4:
-            other = store.get(Agent, agent_id(by), by)
-            if other.owner_id != by:
-                return self._resolve(other.owner_id, hops + 1)
-        try:
-            user = store.get(User, user_id(by), by)
-        except NotFound:
-            return Authority(by, False, frozenset())
-        return Authority(user.name, user.is_admin,
-                         frozenset(user.grants.get("permissions", [])))
+    def _resolve(self, by: str | None) -> Authority:
+        return authority_of(self.actor.store, by, self.owner)
 
     async def _members(self) -> list[dict[str, Any]]:
         info: dict[str, Any] = await directory.room(self.room, self.actor.settings).info.remote()

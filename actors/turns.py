@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from actors import directory
 from actors.recordings import Recording, ReplayProvider
-from actors.toolbox import Toolbox
+from actors.toolbox import Toolbox, authority_of
+from domain.capabilities import FREE_PROVIDERS
 from domain.definitions import build
 from domain.errors import NotFound, SalonError
 from domain.ids import room_id
@@ -27,7 +28,9 @@ from infra.llm import (
     provider_for,
 )
 from infra.llm.models import model_info
+from infra.llm.scripted import price_per_call
 from infra.recall import Prepared
+from infra.spend import SpendLedger
 from memory.context import ContextMessage, RoomSummary
 
 if TYPE_CHECKING:
@@ -201,10 +204,29 @@ class TurnRunner:
                                max_wait=settings.llm_max_wait_seconds,
                                timeout=settings.llm_timeout_seconds)
 
+    def _may_cost(self) -> bool:
+        """Whether a call of this turn may spend the operator's money."""
+        links = [self.spec.provider, *(f.split(":", 1)[0] for f in self.spec.fallbacks)]
+        return any(p not in FREE_PROVIDERS for p in links) or price_per_call(self.spec.model) > 0
+
+    async def _payer(self) -> tuple[str, bool] | None:
+        """Who pays for this turn's calls (name, is admin); None: the operator's own agent."""
+        by = self.trigger.by or self.agent.owner_id
+        if by is None:
+            return None
+        who = await asyncio.to_thread(authority_of, self.actor.store, by, None)
+        return who.name, who.is_admin
+
     async def _call(self, request: ModelRequest, positions: list[int], stream: bool,
                     memory_ids: list[str] | None = None, purpose: str = "turn") -> Completion:
         provider: Provider = ReplayProvider(self.recording) if self.recording else \
             provider_for(self.spec, self._options())
+        ledger = payer = None
+        if self.recording is None and self._may_cost():
+            payer = await self._payer()
+            if payer is not None:
+                ledger = SpendLedger(self.actor.bus.redis, self.actor.settings.spend_usd_per_day)
+                await ledger.check(*payer)
         started = time.perf_counter()
         completion: Completion | None = None
         async for item in provider.stream(request):
@@ -214,6 +236,8 @@ class TurnRunner:
                 await self.publish("agent_token", delta=item.text)
         if completion is None:
             raise SalonError(f"provider {provider.name!r} ended its stream without a reply")
+        if ledger is not None and payer is not None and not payer[1]:
+            await ledger.charge(payer[0], completion.cost_usd)
         prompt = request.model_dump_json()
         self.agent.record_model_call(
             self.turn_id, completion.provider, completion.model,

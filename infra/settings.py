@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_rooms_per_user: int = Field(default=500, ge=0, description="rooms a member may create")
     max_agents_per_user: int = Field(default=50, ge=0, description="agents a member may create")
     invokes_per_minute: int = Field(default=60, ge=1, description="turns a member may request")
+    spend_usd_per_day: float | None = Field(
+        default=5.0, ge=0, description="what the turns a member causes may cost per day (UTC) "
+        "on paid models, in USD (infra/spend.py); admins are not bounded")
     token_days: float | None = Field(default=None, gt=0,
                                      description="tokens issued expire after this many days")
     public_metrics: bool = Field(default=False,

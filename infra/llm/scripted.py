@@ -12,7 +12,9 @@ the prompt itself: three fixed questions, then one insight citing the first two 
 memories. So scripted agents reflect, deterministically, as the paper's agents do.
 
 Model ``scripted-paced-S`` streams one word every S seconds (for demos of streaming and for
-exercising pause during a turn); any other model name streams at once.
+exercising pause during a turn); any other model name streams at once. Model
+``scripted-priced-C`` reports a cost of C USD per call (for exercising spend limits); any
+other scripted call costs nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ from memory import reflection
 
 DEFAULT_SCRIPT = ["{agent} here. You said: \u201c{text}\u201d"]
 PACED = re.compile(r"^scripted-paced-(\d+(?:\.\d+)?)$")
+PRICED = re.compile(r"^scripted-priced-(\d+(?:\.\d+)?)$")
+
+
+def price_per_call(model: str) -> float:
+    """What one call of scripted ``model`` is said to cost (USD): only ``scripted-priced-C``."""
+    priced = PRICED.match(model)
+    return float(priced.group(1)) if priced else 0.0
 
 
 class ScriptedProvider:
@@ -76,7 +85,8 @@ class ScriptedProvider:
         prompt = request.system + "".join(m.content for m in request.messages)
         return Completion(text=text, tool_calls=calls, provider=self.name, model=request.model,
                           usage=Usage(input_tokens=estimate_tokens(prompt),
-                                      output_tokens=estimate_tokens(text)))
+                                      output_tokens=estimate_tokens(text)),
+                          cost_usd=price_per_call(request.model))
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Delta | Completion]:
         """Yield the scripted reply word by word, as a real model streams tokens, then it whole."""

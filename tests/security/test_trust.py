@@ -361,6 +361,42 @@ async def test_one_calculator_call_cannot_freeze_an_agent(
     await admin.close()
 
 
+async def test_a_members_turns_stop_at_the_daily_spend_limit(
+        salon: Running, platform: Platform, name: str) -> None:
+    """Each call of ``scripted-priced-2`` costs $2; the default limit is $5 a day per member."""
+    admin = await Client.open(salon.ws_url, salon.admin_token)
+    pricey = f"{name}-pricey"
+    await admin.ok({"type": "create_agent", "definition": {
+        "name": pricey, "model": "scripted-priced-2", "script": ["paid answer {text}"]}})
+    await admin.ok({"type": "create_room", "name": name})
+    await admin.ok({"type": "add_agent", "room": name, "agent": pricey})
+    ann = await member(salon, admin, f"{name}-ann")
+    await ann.ok({"type": "join", "room": name, "since": 0})
+
+    def answers(c: Client) -> int:
+        return sum(1 for m in c.messages(name) if m["author_id"] == pricey)
+
+    def failures(c: Client) -> list[dict[str, Any]]:
+        return [e for e in c.ephemerals if e["kind"] == "turn_failed"]
+
+    for n in range(1, 4):
+        await ann.ok({"type": "say", "room": name, "text": f"@{pricey} question {n}"})
+        await ann.wait_for(lambda c, n=n: answers(c) == n, f"paid answer {n}")
+    # $6 spent: the fourth turn ann causes is refused, and nothing is posted for it.
+    await ann.ok({"type": "say", "room": name, "text": f"@{pricey} question 4"})
+    await ann.wait_for(lambda c: failures(c), "the refused turn")
+    [failed] = failures(ann)
+    assert "daily limit" in str(failed), failed
+    assert answers(ann) == 3
+    # The admin is not bounded: the same agent still answers the admin.
+    await admin.ok({"type": "join", "room": name, "since": 0})
+    await admin.ok({"type": "say", "room": name, "text": f"@{pricey} admin asks"})
+    await admin.wait_for(lambda c: answers(c) == 4, "the admin's answer")
+    assert len(recorded(platform, pricey, "TurnFailed")) == 1
+    await ann.close()
+    await admin.close()
+
+
 def test_the_cli_grants_and_revokes(salon: Running, name: str) -> None:
     from click.testing import CliRunner
 
