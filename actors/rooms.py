@@ -10,6 +10,7 @@ import ray
 
 from actors import directory
 from actors.commits import GroupCommitter
+from actors.fanout import AgentFanout
 from domain.agents import Agent
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.ids import agent_id, room_id
@@ -48,6 +49,7 @@ class RoomActor:
         self.rerun_next = 0
         self.rerun_turn = asyncio.Condition()
         self.committer = GroupCommitter(self._save, self._deliver, self._reload)
+        self.fanout = AgentFanout(name, lambda member: directory.agent(member, settings))
         # Agents whose posts are refused: paused or stopped (rebuilt from their streams).
         self.muted: set[str] = self._muted_agents()
 
@@ -81,8 +83,7 @@ class RoomActor:
         if self.room is not None and frames:
             policy = self.room.rules()
             for member in self.room.agents():
-                directory.agent(member, self.settings).on_room_events.remote(self.name, frames,
-                                                                             policy)
+                self.fanout.send(member, frames, policy)
 
     def _room(self) -> Room:
         if self.room is None:

@@ -70,9 +70,12 @@ class Client:
         while not predicate(self):
             remaining = end - time.monotonic()
             if remaining <= 0:
+                recent = [(e.get("kind"), e.get("agent"), e.get("error"))
+                          for e in self.ephemerals[-10:]]
                 raise AssertionError(
                     f"timed out waiting for {what}; saw {len(self.events)} events: "
-                    f"{[(e['position'], e['event']['kind']) for e in self.events[-20:]]}")
+                    f"{[(e['position'], e['event']['kind']) for e in self.events[-20:]]}; "
+                    f"last ephemerals: {recent}")
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))

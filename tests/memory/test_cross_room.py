@@ -24,6 +24,15 @@ pytestmark = pytest.mark.skipif(not integrated, reason="needs the memory integra
                                 "`memory` field of AgentDefinition and recall in actors/turns.py")
 
 
+def catch_up_memories(database_url: str, embedder: MiniLMEmbedder) -> None:
+    """Run the memory projection over everything logged so far."""
+    projection = MemoryProjection(database_url, embedder=embedder)
+    try:
+        projection.catch_up()
+    finally:
+        projection.close()
+
+
 def replies(client: Client, room: str, agent: str) -> list[str]:
     return [m["text"] for m in client.messages(room) if m["author_id"] == agent]
 
@@ -44,11 +53,7 @@ async def test_a_fact_told_in_room_a_is_used_in_room_b(salon: Running, events: E
                      "text": f"@{agent} remember this: my sister's name is Wilhelmina"})
     await client.wait_for(lambda c: replies(c, room_a, agent), "the answer in room A")
     # The memory projection takes in room A (the platform may run one too: each event once).
-    projection = MemoryProjection(database_url, embedder=embedder)
-    try:
-        projection.catch_up()
-    finally:
-        projection.close()
+    catch_up_memories(database_url, embedder)
 
     await client.ok({"type": "say", "room": room_b,
                      "text": f"@{agent} what is my sister called?"})
@@ -77,11 +82,7 @@ async def test_words_said_in_a_private_room_never_surface_where_others_read(
     await admin.ok({"type": "say", "room": secret,
                     "text": f"@{agent} remember this: the vault code is Zanzibar"})
     await admin.wait_for(lambda c: replies(c, secret, agent), "the answer in the private room")
-    projection = MemoryProjection(database_url, embedder=embedder)
-    try:
-        projection.catch_up()
-    finally:
-        projection.close()
+    catch_up_memories(database_url, embedder)
 
     await bea.ok({"type": "say", "room": public, "text": f"@{agent} what is the vault code?"})
     await bea.wait_for(lambda c: replies(c, public, agent), "the answer in the public room")
