@@ -188,7 +188,8 @@ class TurnRunner:
             return completion.text
 
         try:
-            await self.actor.memory(self.spec).after_turn(ask, context.shown, self.spec.model)
+            await self.actor.memory(self.spec).after_turn(ask, context.shown, self.spec.model,
+                                                          self.trigger.room)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - memory upkeep must not fail the turn it follows

@@ -190,26 +190,29 @@ class MemoryStream(Aggregate):
 
     # -- facts about users ----------------------------------------------------------------
 
-    def remember_fact(self, user_id: str, key: str, value: str, category: str) -> str:
-        """Record (or update) a fact about ``user_id``; returns the fact's id."""
+    def remember_fact(self, user_id: str, key: str, value: str, category: str,
+                      room: str | None = None) -> str:
+        """Record (or update) a fact about ``user_id`` learned in ``room``; returns its id."""
         if category not in FACT_CATEGORIES:
             raise Invalid(f"a fact's category is one of {', '.join(FACT_CATEGORIES)}, "
                           f"not {category!r}")
         key = _check_content(key, 100).lower()
         value = _check_content(value, MAX_FACT)
         known = self.facts.get(user_id, {}).get(key)
-        if known is not None and known["value"] == value and known["category"] == category:
+        # Told again elsewhere: the fact is tagged with the room it was last learned in.
+        if known is not None and known["value"] == value and known["category"] == category \
+                and known.get("room") == room:
             return known["fact_id"]
         fact_id = known["fact_id"] if known is not None else new_id()
         self._fact_remembered(fact_id=fact_id, user_id=user_id, key=key, value=value,
-                              category=category)
+                              category=category, room=room)
         return fact_id
 
     @event("FactRemembered")
     def _fact_remembered(self, fact_id: str, user_id: str, key: str, value: str,
-                         category: str) -> None:
+                         category: str, room: str | None = None) -> None:
         self.facts.setdefault(user_id, {})[key] = {"fact_id": fact_id, "value": value,
-                                                   "category": category}
+                                                   "category": category, "room": room}
 
     def forget_fact(self, user_id: str, fact_id: str) -> None:
         """Forget one fact about ``user_id``; NotFound if there is no such fact."""
@@ -226,4 +229,5 @@ class MemoryStream(Aggregate):
 
     def facts_about(self, user_id: str) -> list[dict[str, str]]:
         """The facts held about ``user_id``: fact_id, key, value, category."""
-        return [{"key": key, **fact} for key, fact in self.facts.get(user_id, {}).items()]
+        return [{"key": key, **{k: v for k, v in fact.items() if k != "room"}}
+                for key, fact in self.facts.get(user_id, {}).items()]

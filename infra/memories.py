@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS {s}.salon_memory_facts (
     recorded_at timestamptz NOT NULL,
     PRIMARY KEY (agent_id, fact_id)
 );
+ALTER TABLE {s}.salon_memory_facts ADD COLUMN IF NOT EXISTS room text;
 CREATE TABLE IF NOT EXISTS {s}.salon_memory_members (
     room_id uuid NOT NULL,
     agent_id text NOT NULL,
@@ -231,7 +232,10 @@ class MemoryStore:
         if formed_by is not None:
             kind_filter += " AND created_at <= %(formed_by)s"
         if rooms is not None:
-            kind_filter += " AND (room IS NULL OR room = ANY(%(rooms)s))"
+            # A reflection is formed in no room: it may surface only where all the rooms of
+            # the memories it was drawn from may (``source.rooms``, set by the projection).
+            kind_filter += " AND (room = ANY(%(rooms)s) OR (room IS NULL AND " \
+                           "COALESCE(source->'rooms', '[]'::jsonb) <@ to_jsonb(%(rooms)s::text[])))"
         t = self.table()
         sql = f"""
             WITH rel AS (SELECT id FROM {t} WHERE agent_id = %(agent)s {kind_filter}
@@ -314,14 +318,21 @@ class MemoryStore:
             (check_name(agent, "agent"), user, user))
         return [dict(r) for r in rows]
 
-    def facts_by_user(self, agent: str, users: Sequence[str]) -> dict[str, list[Fact]]:
-        """Facts about each of ``users`` (those with any), for the system prompt."""
+    def facts_by_user(self, agent: str, users: Sequence[str],
+                      rooms: Sequence[str] | None = None) -> dict[str, list[Fact]]:
+        """Facts about each of ``users`` (those with any), for the system prompt.
+
+        ``rooms``, when given, are the only rooms whose facts may surface (facts learned in
+        no room, like those an owner recorded, always may)."""
         if not users:
             return {}
         rows = self._rows(
             f"SELECT user_id, key, value, category FROM {self.table('salon_memory_facts')} "
-            "WHERE agent_id = %s AND user_id = ANY(%s) ORDER BY recorded_at, fact_id",
-            (check_name(agent, "agent"), list(users)))
+            "WHERE agent_id = %s AND user_id = ANY(%s) "
+            "AND (%s::text[] IS NULL OR room IS NULL OR room = ANY(%s::text[])) "
+            "ORDER BY recorded_at, fact_id",
+            (check_name(agent, "agent"), list(users),
+             None if rooms is None else list(rooms), None if rooms is None else list(rooms)))
         found: dict[str, list[Fact]] = {}
         for r in rows:
             found.setdefault(r["user_id"], []).append(Fact(r["key"], r["value"], r["category"]))

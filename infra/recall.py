@@ -131,9 +131,10 @@ class AgentMemory:
         recent = self._recent(room, up_to, n)  # read once: recall and the context share it
         newest = sorted(recent, key=lambda m: m.position)[-n:]
         query = prompt or (newest[-1].text if newest else "")
+        visible = self.rooms_visible_in(room)  # once: recall and the facts share it
         recalled = self.recall(query, now, record, room,
-                               newest[0].position if newest else None, formed_by)
-        with_memories = self.system_prompt(system, recalled)
+                               newest[0].position if newest else None, formed_by, visible)
+        with_memories = self.system_prompt(system, recalled, rooms=visible)
         budget = None
         if self.config.context == "token_window":
             window = self.config.context_window or context_window
@@ -145,7 +146,7 @@ class AgentMemory:
                                   FACTS_RESERVE + estimate_tokens(prompt or "") + PER_MESSAGE)
         context = self.context(room, up_to, n, budget, summary, recent)
         people = sorted({m.author for m in context if m.author_kind == "human"})
-        final = self.system_prompt(system, recalled, people)
+        final = self.system_prompt(system, recalled, people, visible)
         if estimate_tokens(final) - estimate_tokens(with_memories) > FACTS_RESERVE:
             final = with_memories  # too many facts for the reserve: leave them out this turn
         return Prepared(context, final, [r.memory.memory_id for r in recalled])
@@ -181,16 +182,19 @@ class AgentMemory:
 
     def recall(self, query: str, now: datetime | None = None, record: bool = True,
                room: str | None = None, shown_from: int | None = None,
-               formed_by: datetime | None = None) -> list[Retrieved]:
+               formed_by: datetime | None = None,
+               visible: list[str] | None = None) -> list[Retrieved]:
         """The memories most worth recalling for ``query``; the retrieval is recorded.
 
         Messages of ``room`` from position ``shown_from`` on are in the turn's context
-        already, so they are not recalled.
+        already, so they are not recalled. ``visible`` is ``rooms_visible_in(room)`` if the
+        caller has it already.
         """
         if self.config.recall <= 0 or not query.strip() or not self.memories.count(self.agent):
             return []
         vector = self.embedder.embed([query])[0]
-        rooms = self.rooms_visible_in(room) if room is not None else None
+        rooms = visible if visible is not None else \
+            self.rooms_visible_in(room) if room is not None else None
         found = self.memories.retrieve(self.agent, vector, self.config.recall,
                                        self.config.weights, now, skip_room=room,
                                        skip_from=shown_from, formed_by=formed_by, rooms=rooms)
@@ -224,18 +228,19 @@ class AgentMemory:
         return allowed
 
     def system_prompt(self, system: str, recalled: Sequence[Retrieved],
-                      users: Sequence[str] = ()) -> str:
-        """``system`` with the recalled memories and facts about ``users`` appended."""
+                      users: Sequence[str] = (), rooms: Sequence[str] | None = None) -> str:
+        """``system`` with the recalled memories and facts about ``users`` appended (only
+        facts learned in ``rooms``, when given)."""
         shown = [Recalled(r.memory.memory_id, r.memory.kind, r.memory.content,
                           r.memory.created_at) for r in recalled]
-        facts = self.memories.facts_by_user(self.agent, list(users)) if self.config.facts \
-            else {}
+        facts = self.memories.facts_by_user(self.agent, list(users), rooms) \
+            if self.config.facts else {}
         return with_memory(system, shown, facts)
 
     # -- after a turn -------------------------------------------------------------------------
 
     async def after_turn(self, ask: reflection.Ask, context: Sequence[ContextMessage],
-                         model: str) -> dict[str, int]:
+                         model: str, room: str | None = None) -> dict[str, int]:
         """Rate, extract facts and reflect as configured; returns how many of each.
 
         Facts are asked for only about people whose messages since the agent last spoke say
@@ -247,7 +252,7 @@ class AgentMemory:
         if self.config.facts:
             conversation = [(m.author, m.text) for m in context]
             for user in self.people_to_ask_about(context):
-                done["facts"] += await self.extract_facts(ask, user, conversation)
+                done["facts"] += await self.extract_facts(ask, user, conversation, room)
         if self.config.reflection and time.monotonic() >= self._reflect_after:
             done["reflections"] = await self.reflect(ask)
         return done
@@ -275,8 +280,10 @@ class AgentMemory:
         return len(ratings)
 
     async def extract_facts(self, ask: reflection.Ask, user: str,
-                            conversation: Sequence[tuple[str, str]]) -> int:
-        """Ask the model for new facts about ``user``; records each as ``FactRemembered``."""
+                            conversation: Sequence[tuple[str, str]],
+                            room: str | None = None) -> int:
+        """Ask the model for new facts about ``user`` said in ``room``; records each as
+        ``FactRemembered`` tagged with the room (facts surface under the rooms' rule)."""
         if not any(author == user for author, _ in conversation):
             return 0
         stream = await asyncio.to_thread(open_stream, self.events, self.agent)
@@ -288,7 +295,7 @@ class AgentMemory:
         def remember(stream: MemoryStream) -> int:
             before = len(stream.pending_events)
             for fact in found:
-                stream.remember_fact(user, fact.key, fact.value, fact.category)
+                stream.remember_fact(user, fact.key, fact.value, fact.category, room)
             return len(stream.pending_events) - before
 
         if not found:

@@ -374,16 +374,21 @@ class MemoryProjection:
         self._flush(conn)
         cites = [str(c) for c in state["cites"]]
         # Sources forgotten before the reflection was recorded are not cited.
-        alive = conn.execute(f"SELECT id::text AS id FROM {self.t('salon_memories')} "
+        alive = conn.execute(f"SELECT id::text AS id, room, source->'rooms' AS rooms "
+                             f"FROM {self.t('salon_memories')} "
                              "WHERE agent_id = %s AND id = ANY(%s::uuid[])",
                              (agent, cites)).fetchall()
         kept = [c for c in cites if c in {r["id"] for r in alive}]
         if not kept:
             return
+        # The rooms it was drawn from, through cited reflections too: recall shows it only
+        # where every one of them may be read.
+        rooms = sorted({r["room"] for r in alive if r["room"] is not None} |
+                       {str(name) for r in alive for name in (r["rooms"] or [])})
         self._add(_Row(str(state["memory_id"]), agent, "semantic", str(state["content"]),
                        rating_to_importance(float(state["importance"])), "model",
                        _timestamp(state), cites=kept,
-                       source={"question": str(state.get("question", ""))}))
+                       source={"question": str(state.get("question", "")), "rooms": rooms}))
 
     def _importance_rated(self, conn: psycopg.Connection[Any], stream_id: uuid.UUID,
                           state: dict[str, Any], version: int) -> None:
@@ -452,11 +457,11 @@ class MemoryProjection:
             return
         conn.execute(
             f"INSERT INTO {self.t('salon_memory_facts')} (agent_id, fact_id, user_id, key, "
-            "value, category, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "value, category, recorded_at, room) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (agent_id, fact_id) DO UPDATE SET key = EXCLUDED.key, "
-            "value = EXCLUDED.value, category = EXCLUDED.category",
+            "value = EXCLUDED.value, category = EXCLUDED.category, room = EXCLUDED.room",
             (agent, state["fact_id"], state["user_id"], state["key"], state["value"],
-             state["category"], _timestamp(state)))
+             state["category"], _timestamp(state), state.get("room")))
 
     def _fact_forgotten(self, conn: psycopg.Connection[Any], stream_id: uuid.UUID,
                         state: dict[str, Any], version: int) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from domain.errors import Forbidden, NotFound
 from domain.memories import MemoryConfig, MemoryStream
+from domain.rooms import Room
 from infra.embeddings import MiniLMEmbedder
 from infra.memories import MemoryStore, check_access
 from infra.recall import (
@@ -19,6 +20,7 @@ from infra.recall import (
     user_facts,
 )
 from infra.store import EventStore
+from memory.facts import Fact
 from projections.memories import MemoryProjection
 from tests.memory.history import define_agent, save
 
@@ -102,6 +104,52 @@ def test_people_add_and_delete_memories_and_their_own_facts(
         assert user_facts(store, a, "dave") == []
         with pytest.raises(NotFound):
             forget_user_fact(events, a, "dave", fact_id)
+    finally:
+        store.close()
+        projection.close()
+
+
+def test_reflections_and_facts_from_a_private_room_stay_behind_its_walls(
+        events: EventStore, database_url: str, schema: str, embedder: MiniLMEmbedder,
+        name: str) -> None:
+    sage, secret, public = f"{name}-sage", f"{name}-secret", f"{name}-open"
+    define_agent(events, sage, owner="ana")
+    hidden = Room.create(secret, "ana", visibility="private")
+    hidden.join(sage, "agent")
+    hidden.post("ana", "the vault code is Zanzibar")
+    shared = Room.create(public, "ana")
+    for member, kind in ((sage, "agent"), ("bea", "human")):
+        shared.join(member, kind)
+    shared.post("bea", "what does ana guard?")
+    shared.post("ana", "nothing much")
+    save(events, hidden)
+    save(events, shared)
+    stream = MemoryStream.open(sage)
+    said = stream.remember("episodic", "ana said the vault code is Zanzibar", 6,
+                           {"room": secret})
+    insight = stream.reflect("What does ana guard?", "ana guards the Zanzibar vault", 8, [said])
+    # A reflection on the reflection keeps the walls too.
+    stream.reflect("Who holds secrets?", "ana holds the secret of Zanzibar", 8, [insight])
+    stream.remember_fact("ana", "vault code", "Zanzibar", "other", room=secret)
+    stream.remember_fact("ana", "favourite tea", "oolong", "preference", room=public)
+    save(events, stream)
+    projection = MemoryProjection(database_url, schema, embedder, agents={sage})
+    projection.catch_up()
+    store = MemoryStore(database_url, schema)
+    try:
+        memory = AgentMemory(sage, events, store, embedder, MemoryConfig(recall=10))
+        outside = [r.memory.content for r in
+                   memory.recall("Zanzibar vault secret", record=False, room=public)]
+        assert outside and not any("Zanzibar" in text for text in outside), outside
+        inside = {r.memory.content for r in
+                  memory.recall("Zanzibar vault secret", record=False, room=secret)}
+        assert {"ana guards the Zanzibar vault", "ana holds the secret of Zanzibar"} <= inside
+        assert store.facts_by_user(sage, ["ana"], [public]) == {
+            "ana": [Fact("favourite tea", "oolong", "preference")]}
+        prompt = memory.prepare(public, None, 5, "You are sage.", record=False).system
+        assert "oolong" in prompt and "Zanzibar" not in prompt, prompt
+        assert "Zanzibar" in memory.prepare(secret, None, 5, "You are sage.",
+                                            record=False).system
     finally:
         store.close()
         projection.close()
