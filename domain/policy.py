@@ -9,7 +9,7 @@ tests run each frame as each kind of principal against that table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from domain.errors import Forbidden
@@ -28,6 +28,8 @@ class Principal:
 
     name: str
     role: str = "member"
+    # When the token this principal signed in with expires (seconds since the epoch).
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def is_admin(self) -> bool:

@@ -102,6 +102,10 @@ class User(Aggregate):
         expires_at = getattr(self, "token_expiry", {}).get(token_hash)
         return expires_at is None or now is None or now < expires_at
 
+    def expires_at(self, token: str) -> float | None:
+        """When ``token`` expires (seconds since the epoch), None if it does not."""
+        return getattr(self, "token_expiry", {}).get(hash_token(token))
+
     @property
     def grants(self) -> dict[str, list[str]]:
         """Capabilities an admin granted this user, to hand to agents they own."""

@@ -78,7 +78,7 @@ class Accounts:
             return Capabilities()
 
     def authenticate(self, token: str) -> Principal:
-        """The user a token belongs to, or Unauthenticated."""
+        """The user a token belongs to (with the token's expiry), or Unauthenticated."""
         try:
             name = token_user(token)
             user = self.store.get(User, user_id(name), "unknown user")
@@ -87,4 +87,4 @@ class Accounts:
         if not user.accepts(token, time.time()):
             raise Unauthenticated("the token is not valid (revoked or expired); ask an admin "
                                   "for a new one")
-        return Principal(user.name, user.role)
+        return Principal(user.name, user.role, expires_at=user.expires_at(token))

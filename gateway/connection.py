@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -89,6 +90,8 @@ class Connection:
         self.lanes: dict[str, asyncio.Future[None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
+        self.expiry: asyncio.TimerHandle | None = None
+        self.closer: asyncio.Task[None] | None = None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -140,6 +143,8 @@ class Connection:
             pass
         finally:
             self.closing = True
+            if self.expiry is not None:
+                self.expiry.cancel()
             self.services.connections.discard(self)
             for task in list(self.tasks):
                 task.cancel()
@@ -172,8 +177,18 @@ class Connection:
             return False
         self.user = user
         self.services.connections.add(self)
+        if user.expires_at is not None:
+            # An expiring token's connection ends when the token does, like a revoked one's.
+            delay = max(0.0, user.expires_at - time.time())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._expire)
         self.send(p.ok(request_id, {"user": user.name, "role": user.role}))
         return True
+
+    def _expire(self) -> None:
+        self.services.connections.discard(self)
+        self.user = None  # nothing more is served while the close handshake runs
+        self.closer = asyncio.get_running_loop().create_task(
+            self.close(CLOSE_UNAUTHENTICATED, "token expired"))
 
     async def _refuse(self, request_id: p.RequestId, failure: SalonError, code: int) -> None:
         try:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from domain.ids import new_id
 from infra.bus import PREFIX, channel, split
 
 log = logging.getLogger(__name__)
 Listener = Callable[[int | None, str], None]
+# Every gateway of an installation hears what must reach all of them (a revoked user).
+CONTROL = "salon:control"
+Control = Callable[[str, str], Awaitable[None]]
 
 
 class RoomFeed:
@@ -24,11 +26,19 @@ class RoomFeed:
         self.listeners: dict[str, set[Listener]] = {}
         self.confirmed: dict[str, asyncio.Event] = {}
         self.task: asyncio.Task[None] | None = None
+        self.on_control: Control | None = None
+        self.controls: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        # A private channel keeps the subscription open while no room is followed.
-        await self.pubsub.subscribe(f"salon:gateway:{new_id()}")
+    async def start(self, on_control: Control | None = None) -> None:
+        """Subscribe; ``on_control(kind, value)`` hears every gateway's control messages."""
+        self.on_control = on_control
+        # The control channel also keeps the subscription open while no room is followed.
+        await self.pubsub.subscribe(CONTROL)
         self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def broadcast(self, kind: str, value: str) -> None:
+        """Tell every gateway of the installation (this one too) ``kind``: ``value``."""
+        await self.redis.publish(CONTROL, f"{kind}\n{value}")
 
     async def follow(self, room: str, listener: Listener) -> None:
         """Route ``room``'s frames to ``listener``; returns once the subscription is live."""
@@ -63,6 +73,13 @@ class RoomFeed:
             if message is None:
                 continue
             name = str(message.get("channel", ""))
+            if name == CONTROL and message["type"] == "message":
+                # Off the read loop: closing connections must not hold up room frames.
+                control = asyncio.get_running_loop().create_task(
+                    self._control(str(message["data"])))
+                self.controls.add(control)
+                control.add_done_callback(self.controls.discard)
+                continue
             if not name.startswith(PREFIX):
                 continue
             room = name[len(PREFIX):]
@@ -74,6 +91,15 @@ class RoomFeed:
                 position, frame = split(str(message["data"]))
                 for listener in list(self.listeners.get(room, ())):
                     listener(position, frame)
+
+    async def _control(self, data: str) -> None:
+        kind, _, value = data.partition("\n")
+        if self.on_control is None:
+            return
+        try:
+            await self.on_control(kind, value)
+        except Exception:  # noqa: BLE001 - one bad message never stops the feed
+            log.exception("handling control message %r failed", kind)
 
     async def stop(self) -> None:
         if self.task is not None:

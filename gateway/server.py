@@ -46,12 +46,16 @@ class Gateway:
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port."""
-        await self.feed.start()
+        await self.feed.start(self._control)
         self.server = await serve(self._connection, host, port,
                                   process_request=self._process,
                                   max_size=self.settings.max_frame_bytes,
                                   compression=None, ping_interval=20, ping_timeout=60)
         return int(self.server.sockets[0].getsockname()[1])
+
+    async def _control(self, kind: str, value: str) -> None:
+        if kind == "revoked":  # some gateway revoked this user's tokens: close ours too
+            await self.connections.close_user(value)
 
     async def _process(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _, query = request.path.partition("?")

@@ -33,6 +33,8 @@ async def revoke_token(request: p.RevokeToken, user: Principal, conn: Any) -> di
     policy.require_admin(user, "revoke tokens")
     revoked = await asyncio.to_thread(conn.services.accounts.revoke, request.user)
     closed = await conn.services.connections.close_user(request.user)
+    # Other gateways of the installation close theirs when they hear it.
+    await conn.services.feed.broadcast("revoked", request.user)
     return {"user": request.user, "revoked": revoked, "closed": closed}
 
 

@@ -17,6 +17,8 @@ from websockets.asyncio.client import connect
 
 from domain.ids import agent_id, room_id
 from domain.rooms import direct_room_name
+from gateway.auth import Accounts
+from gateway.server import Gateway
 from salon.platform import Platform, Running
 from tests.clients import Client
 
@@ -296,7 +298,33 @@ async def test_a_revoked_token_is_cut_off_at_once(salon: Running, name: str) -> 
     late = await Client.open(salon.ws_url)
     reply = await late.request({"type": "hello", "token": short["token"]})
     assert reply["code"] == "unauthenticated" and "expired" in reply["message"]
+    # A connection signed in with an expiring token ends when the token does.
+    brief = await admin.ok({"type": "create_token", "user": f"{name}-eve", "days": 2 / 86_400})
+    eve = await Client.open(salon.ws_url, brief["token"])
+    await eve.ok({"type": "whoami"})
+    await asyncio.wait_for(eve.ws.wait_closed(), 15)
+    assert eve.ws.close_code == 4401 and eve.ws.close_reason == "token expired"
     await admin.close()
+
+
+async def test_a_revocation_reaches_every_gateway_of_the_installation(
+        platform: Platform, salon: Running, name: str) -> None:
+    # A second gateway on the same installation (same PostgreSQL, Valkey and Ray).
+    second = Gateway(salon.settings, platform.store,
+                     Accounts(platform.store, salon.settings.token_days))
+    port = await second.start(salon.settings.host, 0)
+    try:
+        admin = await Client.open(salon.ws_url, salon.admin_token)
+        token = (await admin.ok({"type": "create_token", "user": f"{name}-eve"}))["token"]
+        eve = await Client.open(f"ws://{salon.settings.host}:{port}/v1/ws", token)
+        await eve.ok({"type": "whoami"})
+        revoked = await admin.ok({"type": "revoke_token", "user": f"{name}-eve"})
+        assert revoked["closed"] == 0, "eve is connected to the other gateway only"
+        await asyncio.wait_for(eve.ws.wait_closed(), 10)
+        assert eve.ws.close_code == 4401
+        await admin.close()
+    finally:
+        await second.stop()
 
 
 async def test_the_connection_edge_refuses_without_stack_traces(
