@@ -134,6 +134,15 @@ def rooms_policy(room: str, mode: str, max_agent_streak: int, selector: str | No
     click.echo(f"{room}: {mode}, at most {max_agent_streak} agent messages in a row")
 
 
+@rooms.command("add-member")
+@click.argument("room")
+@click.argument("user")
+def rooms_add_member(room: str, user: str) -> None:
+    """Add person USER to ROOM (its owner or an admin): how private rooms get members."""
+    result = call({"type": "add_member", "room": room, "user": user})
+    click.echo(f"added {result['user']} to {result['room']}")
+
+
 @rooms.command("list")
 def rooms_list() -> None:
     """List the rooms you can see."""
@@ -377,6 +386,18 @@ def knowledge_list(collection: str) -> None:
     """List the documents of COLLECTION."""
     table(call({"type": "knowledge", "collection": collection})["documents"],
           ["title", "chunks"])
+
+
+@knowledge.command("share")
+@click.argument("collection")
+@click.argument("readers", nargs=-1, required=True)
+def knowledge_share(collection: str, readers: tuple[str, ...]) -> None:
+    """Let READERS (user names; '*' for everyone) search COLLECTION (admins).
+
+    The list replaces the collection's readers; its owner and admins always may."""
+    result = call({"type": "share_knowledge", "collection": collection,
+                   "readers": list(readers)})
+    click.echo(f"{result['collection']}: readers {', '.join(result['readers'])}")
 
 
 @knowledge.command("search")

@@ -444,3 +444,38 @@ def test_the_cli_grants_and_revokes(salon: Running, name: str) -> None:
     as_eve = runner.invoke(main, ["rooms", "list"],
                            env={**env, "SALON_TOKEN": made.output.strip()})
     assert as_eve.exit_code != 0 and "not valid" in as_eve.output
+
+
+def test_the_cli_adds_members_and_shares_collections(salon: Running, name: str) -> None:
+    from click.testing import CliRunner
+
+    from salon.cli import main
+
+    env = {"SALON_URL": salon.ws_url, "SALON_TOKEN": salon.admin_token}
+    runner = CliRunner()
+    made = runner.invoke(main, ["token", "create", f"{name}-bea"], env=env)
+    assert made.exit_code == 0, made.output
+    as_bea = {**env, "SALON_TOKEN": made.output.strip()}
+    room = f"{name}-inner"
+    assert runner.invoke(main, ["rooms", "create", room, "--private"], env=env).exit_code == 0
+    listed = runner.invoke(main, ["rooms", "list"], env=as_bea)
+    assert listed.exit_code == 0 and room not in listed.output
+    added = runner.invoke(main, ["rooms", "add-member", room, f"{name}-bea"], env=env)
+    assert added.exit_code == 0 and f"added {name}-bea to {room}" in added.output, added.output
+    assert room in runner.invoke(main, ["rooms", "list"], env=as_bea).output
+    # bea owns nothing here: she cannot add others to the room.
+    refused = runner.invoke(main, ["rooms", "add-member", room, "admin"], env=as_bea)
+    assert refused.exit_code != 0 and "only the owner" in refused.output, refused.output
+
+    docs = f"{name}-docs"
+    note = runner.invoke(main, ["knowledge", "add", docs, "-", "--title", "tea"],
+                         input="oolong is a partly oxidised tea", env=env)
+    assert note.exit_code == 0, note.output
+    before = runner.invoke(main, ["knowledge", "list", docs], env=as_bea)
+    assert before.exit_code != 0 and "not shared" in before.output, before.output
+    shared = runner.invoke(main, ["knowledge", "share", docs, f"{name}-bea"], env=env)
+    assert shared.exit_code == 0 and f"readers {name}-bea" in shared.output, shared.output
+    after = runner.invoke(main, ["knowledge", "list", docs], env=as_bea)
+    assert after.exit_code == 0 and "tea" in after.output, after.output
+    by_bea = runner.invoke(main, ["knowledge", "share", docs, "*"], env=as_bea)
+    assert by_bea.exit_code != 0 and "only an admin" in by_bea.output, by_bea.output
