@@ -11,10 +11,11 @@ import ray
 from actors import directory
 from actors.commits import GroupCommitter
 from actors.fanout import AgentFanout
+from domain import policy
 from domain.agents import Agent
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.ids import agent_id, room_id
-from domain.policy import RESERVED_ROOM_PREFIXES
+from domain.policy import RESERVED_ROOM_PREFIXES, Principal
 from domain.rooms import Room, direct_room_name
 from domain.wire import event_frame
 from infra.bus import RoomBus
@@ -163,8 +164,8 @@ class RoomActor:
         checks what is its own to know: ``by`` is one of its members.
         """
         room = self._room()
-        if by not in room.members and not is_admin:
-            raise Forbidden(f"only members of room {self.name!r} may change its agents")
+        policy.require_room_member(Principal.acting(by, is_admin), room.facts(),
+                                   "change its agents")
         room.override_agent(agent, changes)
         return await self._commit()
 
@@ -233,8 +234,8 @@ class RoomActor:
     async def add_agent(self, agent_name: str, by: str, is_admin: bool = False) -> int:
         """Bring an agent into the room (members and admins may)."""
         room = self._room()
-        if by not in room.members and not is_admin:
-            raise Forbidden(f"only members of room {self.name!r} may add agents to it")
+        policy.require_room_member(Principal.acting(by, is_admin), room.facts(),
+                                   "add agents to it")
         exists = await asyncio.to_thread(self.store.exists, agent_id(agent_name))
         if not exists:
             raise NotFound(f"agent {agent_name!r} does not exist; `salon agents list` shows them")
@@ -287,8 +288,7 @@ class RoomActor:
                          by: str = "", is_admin: bool = False) -> int:
         """Choose how agents take turns (the owner or an admin)."""
         room = self._room()
-        if by != room.owner_id and not is_admin:
-            raise Forbidden(f"only the owner of room {self.name!r} or an admin sets its policy")
+        policy.require_room_owner(Principal.acting(by, is_admin), room.facts(), "set its policy")
         room.set_policy(mode, max_agent_streak, selector)
         return await self._commit()
 

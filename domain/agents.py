@@ -7,8 +7,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain import policy
 from domain.definitions import AgentDefinition, build
-from domain.errors import Conflict, Forbidden, Invalid
+from domain.errors import Conflict, Invalid
 from domain.ids import agent_id
 
 __all__ = ["Agent", "AgentDefinition", "STATUSES"]
@@ -45,8 +46,9 @@ class Agent(Aggregate):
         return build(self.definition)
 
     def may_command(self, user: str, is_admin: bool) -> bool:
-        """Owners and admins control an agent."""
-        return is_admin or user == self.owner_id
+        """Owners and admins control an agent (the policy's rule)."""
+        return policy.may_control_agent(policy.Principal.acting(user, is_admin),
+                                        policy.AgentFacts(self.name, self.owner_id))
 
     def redefine(self, definition: AgentDefinition) -> None:
         """Record a new version of the definition (the name cannot change)."""
@@ -106,8 +108,8 @@ class Agent(Aggregate):
 
     def check_command(self, user: str, is_admin: bool) -> None:
         """Raise Forbidden unless ``user`` may control this agent."""
-        if not self.may_command(user, is_admin):
-            raise Forbidden(f"only the owner of agent {self.name!r} or an admin may do that")
+        policy.require_agent_owner(policy.Principal.acting(user, is_admin),
+                                   policy.AgentFacts(self.name, self.owner_id), "do that")
 
     def start_turn(self, turn_id: str, room: str, trigger: dict[str, Any]) -> None:
         """Begin a turn in ``room`` because of ``trigger`` (kind, position, by)."""

@@ -35,6 +35,11 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @classmethod
+    def acting(cls, name: str, is_admin: bool = False) -> Principal:
+        """The principal a lower layer was handed as (name, is_admin) by the gateway."""
+        return cls(name, "admin" if is_admin else "member")
+
 
 @dataclass(frozen=True)
 class RoomFacts:
@@ -51,6 +56,12 @@ class RoomFacts:
         """From a room actor's ``info()``."""
         return cls(str(info["name"]), str(info["owner_id"]), str(info["visibility"]),
                    dict(info["members"]), bool(info.get("direct", False)))
+
+    @classmethod
+    def named(cls, name: str, owner_id: str, visibility: str,
+              members: Mapping[str, Any]) -> RoomFacts:
+        """From a room's fields; whether it is a direct room follows from its name."""
+        return cls(name, owner_id, visibility, members, name.startswith(RESERVED_ROOM_PREFIXES))
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,25 @@ def require_admin(user: Principal, doing: str) -> None:
     """Only admins may ``doing``."""
     if not user.is_admin:
         raise Forbidden(f"only an admin may {doing}")
+
+
+def has_quotas(user: Principal) -> bool:
+    """Members are bound by the per-principal quotas (rooms, agents, invokes, spend); admins
+    are not."""
+    return not user.is_admin
+
+
+def may_grant(user: Principal) -> bool:
+    """Only admins grant capabilities: an admin's definition is its own grant."""
+    return user.is_admin
+
+
+EVERYONE = "*"
+
+
+def may_read_collection(user: Principal, owner: str, readers: list[str]) -> bool:
+    """Admins, a knowledge collection's owner, and the readers named ('*': everyone)."""
+    return user.is_admin or user.name == owner or user.name in readers or EVERYONE in readers
 
 
 def may_read_room(user: Principal, room: RoomFacts) -> bool:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain import policy
 from domain.errors import Conflict, Forbidden, Invalid, NotFound
 from domain.ids import agent_id, check_name, new_id, room_id, user_id
 
@@ -154,9 +155,11 @@ class Room(Aggregate):
 
     def may_see(self, member_id: str, is_admin: bool = False) -> bool:
         """Whether ``member_id`` may read this room (direct rooms: only their two members)."""
-        if self.name.startswith("dm-"):
-            return member_id in self.members
-        return is_admin or self.visibility == "public" or member_id in self.members
+        return policy.may_read_room(policy.Principal.acting(member_id, is_admin), self.facts())
+
+    def facts(self) -> policy.RoomFacts:
+        """What the permission rules need to know of this room."""
+        return policy.RoomFacts.named(self.name, self.owner_id, self.visibility, self.members)
 
     def join(self, member_id: str, kind: str, role: str = "member") -> bool:
         """Add a member; returns False when already a member (nothing is recorded)."""

@@ -15,7 +15,7 @@ from actors import directory
 from domain.capabilities import Capabilities, Endpoint, endpoints_from, required
 from domain.errors import NotFound, RateLimited, SalonError, Unavailable
 from domain.ids import agent_id, room_id
-from domain.policy import AgentFacts, Principal, RoomFacts
+from domain.policy import AgentFacts, Principal, RoomFacts, has_quotas
 from gateway.auth import Accounts
 from gateway.feed import RoomFeed
 from infra.settings import Settings
@@ -75,7 +75,7 @@ class Limits:
                               "frames a second; slow down and retry")
 
     def invoke(self, user: Principal) -> None:
-        if user.is_admin:
+        if not has_quotas(user):
             return
         per_minute = self.settings.invokes_per_minute
         bucket = self.invokes.get(user.name)

@@ -15,7 +15,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from domain import policy
 from domain.errors import Invalid, NotFound
+from domain.policy import Principal
 from infra.embeddings import DIMENSIONS, Embedder, MiniLMEmbedder, vector_literal
 from infra.memories import check_schema
 from infra.store import EventStore
@@ -44,7 +46,6 @@ CREATE TABLE IF NOT EXISTS {s}.salon_knowledge_access (
     readers text[] NOT NULL DEFAULT '{{}}'
 )
 """
-EVERYONE = "*"
 
 Target = EventStore | psycopg.Connection[Any] | str
 
@@ -166,12 +167,10 @@ class KnowledgeBase:
             raise NotFound(f"collection {collection!r} has no documents yet; add one first")
 
     def may_read(self, collection: str, user: str, is_admin: bool = False) -> bool:
-        """Admins, the owner, and the readers the owner named."""
-        if is_admin:
-            return True
+        """Admins, the owner, and the readers the owner named (the policy's rule)."""
         found = self.access(collection)
-        return found is not None and (user == found[0] or user in found[1]
-                                      or EVERYONE in found[1])
+        owner, readers = found if found is not None else ("", [])
+        return policy.may_read_collection(Principal.acting(user, is_admin), owner, list(readers))
 
     def search(self, collection: str, query: str, k: int = 5) -> list[dict[str, Any]]:
         """The ``k`` chunks of ``collection`` nearest ``query``: title, chunk, score (cosine)."""

@@ -27,10 +27,12 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from domain import policy
 from domain.agents import Agent
-from domain.errors import Forbidden, Invalid, NotFound
+from domain.errors import Invalid, NotFound
 from domain.ids import agent_id, check_name
 from domain.memories import KINDS, Weights
+from domain.policy import Principal
 from infra.embeddings import DIMENSIONS, parse_vector, vector_literal
 from infra.store import EventStore
 from memory.context import ContextMessage
@@ -434,7 +436,7 @@ def check_access(store: EventStore, agent: str, user: str, is_admin: bool = Fals
     """
     found = store.get(Agent, agent_id(check_name(agent, "agent")),
                       f"agent {agent!r} does not exist; `salon agents list` shows the agents")
-    if not (is_admin or found.owner_id == user):
-        raise Forbidden(f"only the owner of agent {agent!r} or an admin may read or change "
-                        "its memories")
+    policy.require_agent_owner(Principal.acting(user, is_admin),
+                               policy.AgentFacts(found.name, found.owner_id),
+                               "read or change its memories")
     return found

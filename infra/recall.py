@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from domain.errors import Conflict, Forbidden, Invalid, NotFound
+from domain import policy
+from domain.errors import Conflict, Invalid, NotFound
 from domain.ids import room_id
 from domain.memories import MemoryConfig, MemoryStream, Weights, check_kind, memory_stream_id
+from domain.policy import Principal
 from domain.rooms import Room
 from infra.embeddings import Embedder
 from infra.memories import MemoryStore, Retrieved, check_access
@@ -406,8 +408,8 @@ def user_facts(memories: MemoryStore, agent: str, user: str, about: str | None =
                is_admin: bool = False) -> list[dict[str, str]]:
     """Facts the agent holds about ``about`` (default: the caller). People see their own."""
     subject = about or user
-    if subject != user and not is_admin:
-        raise Forbidden("you may list only the facts about yourself")
+    policy.require_self_or_admin(Principal.acting(user, is_admin), subject,
+                                 "list the facts agents hold about them")
     return memories.facts(agent, subject)
 
 
@@ -415,8 +417,8 @@ def forget_user_fact(events: EventStore, agent: str, user: str, fact_id: str,
                      about: str | None = None, is_admin: bool = False) -> None:
     """Delete a fact about the caller (admins: about anyone); run it in the agent's actor."""
     subject = about or user
-    if subject != user and not is_admin:
-        raise Forbidden("you may delete only the facts about yourself")
+    policy.require_self_or_admin(Principal.acting(user, is_admin), subject,
+                                 "delete the facts agents hold about them")
     record_decision(events, agent, lambda stream: stream.forget_fact(subject, fact_id))
 
 

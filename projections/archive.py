@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.errors import Conflict, Forbidden
+from domain import policy
+from domain.errors import Conflict
 from domain.ids import room_id
+from domain.policy import Principal
 from domain.rooms import Room
 from domain.threads import Thread, thread_id
 from infra.store import EventStore
@@ -21,10 +23,9 @@ ATTEMPTS = 3
 def set_archived(store: EventStore, room: str, archived: bool, by: str,
                  is_admin: bool = False) -> dict[str, Any]:
     """Archive (or unarchive) room ``room``'s thread as ``by`` (its owner or an admin)."""
-    owner = store.get(Room, room_id(room), f"room {room!r} does not exist; `salon rooms list` "
-                      "shows the rooms").owner_id
-    if by != owner and not is_admin:
-        raise Forbidden(f"only the owner of room {room!r} or an admin may archive its thread")
+    found = store.get(Room, room_id(room), f"room {room!r} does not exist; `salon rooms list` "
+                      "shows the rooms")
+    policy.require_room_owner(Principal.acting(by, is_admin), found.facts(), "archive its thread")
     for attempt in range(ATTEMPTS):
         thread = store.get(Thread, thread_id(room), room) if store.exists(thread_id(room)) \
             else Thread.open(room)

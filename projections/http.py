@@ -28,8 +28,9 @@ from urllib.parse import parse_qs
 
 import psycopg
 
-from domain import errors
+from domain import errors, policy
 from domain.ids import user_id
+from domain.policy import Principal
 from domain.users import User, token_user
 from infra.jobs import JobQueue
 from infra.settings import Settings
@@ -125,8 +126,7 @@ class AdminPages:
         if not user.accepts(token, time.time()):
             raise errors.Unauthenticated("that token is not valid (revoked, expired, or never "
                                          "issued)")
-        if not user.is_admin:
-            raise errors.Forbidden(f"{name} is not an admin; only admins see these pages")
+        policy.require_admin(Principal(user.name, user.role), "see these pages")
         return name
 
     def reader(self, name: str) -> Reader:

@@ -32,7 +32,7 @@ async def check_capabilities(conn: Any, user: Principal, spec: AgentDefinition,
                              agent_grants: dict[str, Any] | None) -> dict[str, list[str]] | None:
     """Refuse what ``user`` may not hand to the agent; for admins, what the agent is granted."""
     needs = conn.services.required(spec)
-    if user.is_admin:
+    if policy.may_grant(user):
         # An admin's definition is their grant: the owner may keep it in later versions.
         total = Capabilities.of(agent_grants or {}) | needs
         return total.as_dict() if total else None
@@ -64,7 +64,7 @@ async def create_agent(request: p.CreateAgent, user: Principal, conn: Any) -> di
         raise Conflict(f"{spec.name!r} is a person's name; a name is a person or an agent, "
                        "never both: pick another")
     grant = await check_capabilities(conn, user, spec, None)
-    if not user.is_admin:
+    if policy.has_quotas(user):
         agents = await asyncio.to_thread(catalogue.agents, services.store)
         owned = sum(1 for a in agents if a.get("owner_id") == user.name)
         if owned >= services.settings.max_agents_per_user:
@@ -127,7 +127,7 @@ async def override(request: p.Override, user: Principal, conn: Any) -> dict[str,
     policy.require_room_member(user, room, "change its agents")
     changes = dict(request.changes)
     merged = definition({**info["definition"], **changes})  # the result must still be valid
-    if not user.is_admin:
+    if not policy.may_grant(user):
         require_granted(agent.name, services.required(merged),
                         await services.holds(user, info.get("grants")))
     position = await call(actor.override_agent.remote(request.agent, changes, user.name,

@@ -68,7 +68,7 @@ async def create_room(request: p.CreateRoom, user: Principal, conn: Any) -> dict
     """Every user, up to their room quota; direct-message names are reserved."""
     policy.check_room_name(user, request.name)
     services = conn.services
-    if not user.is_admin:
+    if policy.has_quotas(user):
         rooms = await asyncio.to_thread(catalogue.rooms, services.store)
         owned = sum(1 for r in rooms if r["owner_id"] == user.name)
         if owned >= services.settings.max_rooms_per_user:
