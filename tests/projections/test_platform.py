@@ -116,10 +116,16 @@ def test_the_running_salon_serves_metrics_audit_threads_and_jobs(
     assert b"/admin/audit" in _get(salon.http_url)[2]  # the chat page links admins to it
     result = cli("audit", "--agent", bot, "--action", "model_called")
     assert result.exit_code == 0 and "model:scripted/echo" in result.output, result.output
-    result = cli("audit", "--room", name, "export", "--format", "jsonl")
-    assert [json.loads(line)["action"] for line in result.output.splitlines()] == \
-        ["turn_started", "model_called", "turn_completed", "room_created", "member_joined",
-         "message_posted", "message_posted", "message_posted"]
+    def all_eight() -> list[str] | None:
+        result = cli("audit", "--room", name, "export", "--format", "jsonl")
+        assert result.exit_code == 0, result.output
+        actions = [json.loads(line)["action"] for line in result.output.splitlines()]
+        return actions if len(actions) >= 8 else None
+
+    # Every entry first, then their order (a loaded machine may show the audit a moment late).
+    actions = wait_until(all_eight, "the room's eight audit entries", timeout=60)
+    assert actions == ["turn_started", "model_called", "turn_completed", "room_created",
+                       "member_joined", "message_posted", "message_posted", "message_posted"]
     result = cli("audit", "verify")
     assert result.exit_code == 0 and result.output.startswith("ok: "), result.output
 
