@@ -180,9 +180,10 @@ def raw_inserts(database_url: str, rows: int, repeat: int) -> Figure:
 
 # -- 2. eventsourcing, no actor -------------------------------------------------------------
 
-def direct_saves(database_url: str, events: int, repeat: int) -> Figure:
+def direct_saves(database_url: str, events: int, repeat: int,
+                 pre_ping: bool = False) -> Figure:
     """``EventStore.save`` of one MessagePosted per call, for one Room."""
-    store = EventStore(database_url)
+    store = EventStore(database_url, pre_ping=pre_ping)
     try:
         room = Room.create(f"bench-direct-{new_id()[:8]}", AUTHOR)
         store.save(room.collect_events())
@@ -193,7 +194,8 @@ def direct_saves(database_url: str, events: int, repeat: int) -> Figure:
                 store.save(room.collect_events())
 
         run(20)  # warm the pool and the prepared statements
-        return measure("eventsourcing direct", events, repeat, partial(run, events))
+        label = "eventsourcing direct" + (" (pre-ping)" if pre_ping else "")
+        return measure(label, events, repeat, partial(run, events))
     finally:
         store.close()
 
@@ -345,7 +347,8 @@ def main() -> None:
             print("  starting an embedded PostgreSQL...", flush=True)
             database_url = postgres.start()
             baseline = raw_inserts(database_url, args.raw, args.repeat)
-            figures = [direct_saves(database_url, args.direct, args.repeat)]
+            figures = [direct_saves(database_url, args.direct, args.repeat),
+                       direct_saves(database_url, args.direct, args.repeat, pre_ping=True)]
         finally:
             postgres.stop()
         figures += platform_figures(Path(tmp) / "home", runs, args.raw, args.repeat)

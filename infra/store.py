@@ -18,12 +18,18 @@ from domain.exports import Record
 A = TypeVar("A", bound=Aggregate)
 
 
-def postgres_env(database_url: str, create_tables: bool = True) -> dict[str, str]:
+def postgres_env(database_url: str, create_tables: bool = True,
+                 pre_ping: bool = False) -> dict[str, str]:
     """eventsourcing's POSTGRES_* settings for a libpq URL (TCP or Unix socket).
 
     Only the process that starts the platform creates tables: many actors running
     ``CREATE TABLE IF NOT EXISTS`` at once make PostgreSQL fail with "tuple concurrently
     updated", so actors open the store with ``create_tables=False``.
+
+    No pre-ping: checking each pooled connection with a round trip before use cost 14% of
+    every save (py-spy over ``bench.append``; bench/README.md), and eventsourcing's recorder
+    retries a call that fails on a broken connection (``InterfaceError``/``OperationalError``,
+    up to 10 times) on a fresh one anyway; ``pre_ping=True`` is kept for the benchmark.
     """
     parts = conninfo_to_dict(database_url)
     return {
@@ -37,7 +43,7 @@ def postgres_env(database_url: str, create_tables: bool = True) -> dict[str, str
         "POSTGRES_POOL_SIZE": "1",
         "POSTGRES_MAX_OVERFLOW": "4",
         "POSTGRES_CONN_MAX_AGE": "600",
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_PRE_PING": "y" if pre_ping else "n",
     }
 
 
@@ -52,9 +58,9 @@ class EventStore:
     """Loads and saves aggregates; reads ranges of a stream. Blocking: call from a thread."""
 
     def __init__(self, database_url: str, snapshot_interval: int = 100,
-                 create_tables: bool = True) -> None:
+                 create_tables: bool = True, pre_ping: bool = False) -> None:
         self.database_url = database_url
-        self.app = Salon(env=postgres_env(database_url, create_tables))
+        self.app = Salon(env=postgres_env(database_url, create_tables, pre_ping))
         self.snapshot_interval = snapshot_interval
         self.table = f"{Salon.name.lower()}_events"
 
