@@ -211,15 +211,16 @@ class AgentMemory:
         That is ``room`` itself, public rooms, and private rooms whose members include all of
         ``room``'s members; a private room's words never surface where others would read them.
         """
+        others = [name for name in self.memories.rooms(self.agent) if name != room]
+        if not others:  # nothing formed elsewhere: no room needs reading (every turn asks)
+            return [room]
         try:
             here = self.events.get(Room, room_id(room), room)
         except NotFound:
             return [room]
         readers = set(here.members)
         allowed = [room]
-        for name in self.memories.rooms(self.agent):
-            if name == room:
-                continue
+        for name in others:
             try:
                 source = self.events.get(Room, room_id(name), name)
             except (NotFound, Invalid):
