@@ -48,10 +48,10 @@ class AgentFanout:
         while agent in self.pending:
             frames, policy = self.pending.pop(agent)
             for attempt in (1, 2):
-                handle = self.handles.get(agent)
-                if handle is None:
-                    handle = self.handles[agent] = self.resolve(agent)
                 try:
+                    handle = self.handles.get(agent)
+                    if handle is None:
+                        handle = self.handles[agent] = self.resolve(agent)
                     await handle.on_room_events.remote(self.room, frames, policy)
                     break
                 except Exception:  # noqa: BLE001 - one agent's failure never stops the room
