@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -85,7 +85,7 @@ def serve(home: str, pipe: Connection) -> None:
     platform = _platform(Path(home))
     try:
         running = platform.start()
-        pipe.send((running.ws_url, running.admin_token))
+        pipe.send((running.ws_url, running.admin_token, running.settings.database_url))
         try:
             pipe.recv()  # "stop", or EOFError when the parent is gone
         except EOFError:
@@ -95,13 +95,13 @@ def serve(home: str, pipe: Connection) -> None:
 
 
 @contextmanager
-def platform_at(home: Path, inline: bool) -> Iterator[tuple[str, str]]:
-    """A running platform under ``home``: yields (WebSocket URL, admin token)."""
+def platform_at(home: Path, inline: bool) -> Iterator[tuple[str, str, str]]:
+    """A running platform under ``home``: yields (WebSocket URL, admin token, database URL)."""
     if inline:
         platform = _platform(home)
         try:
             running = platform.start()
-            yield running.ws_url, running.admin_token
+            yield running.ws_url, running.admin_token, str(running.settings.database_url)
         finally:
             platform.stop()
         return
@@ -114,11 +114,11 @@ def platform_at(home: Path, inline: bool) -> Iterator[tuple[str, str]]:
         if not ours.poll(START_DEADLINE):
             raise TimeoutError(f"the platform did not start within {START_DEADLINE:.0f} s")
         try:
-            ws_url, token = ours.recv()
+            ws_url, token, database_url = ours.recv()
         except EOFError:
             raise RuntimeError("the platform process failed to start; see its log above") \
                 from None
-        yield str(ws_url), str(token)
+        yield str(ws_url), str(token), str(database_url)
     finally:
         try:
             ours.send("stop")
@@ -145,6 +145,8 @@ class Client:
         self.replies: dict[int, asyncio.Future[Reply]] = {}
         self.deliveries: list[tuple[int, int]] = []
         self.arrived = asyncio.Event()
+        # Called with (event, monotonic ns received) for every message_posted event.
+        self.on_message: Callable[[dict[str, Any], int], None] | None = None
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
@@ -161,8 +163,11 @@ class Client:
             if kind == "event":
                 event = frame["event"]
                 if event.get("kind") == "message_posted":
-                    self.deliveries.append((int(event["text"]), received))
-                    self.arrived.set()
+                    if self.on_message is not None:
+                        self.on_message(event, received)
+                    elif str(event["text"]).isdigit():
+                        self.deliveries.append((int(event["text"]), received))
+                        self.arrived.set()
             elif kind in ("ok", "error") and frame.get("id") in self.replies:
                 self.replies.pop(frame["id"]).set_result((frame, received))
 
@@ -340,7 +345,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="salon-bench-fanout-") as tmp:
         print(f"  starting a platform ({'in this process' if args.inline else 'child process'})"
               "...", flush=True)
-        with platform_at(Path(tmp) / "home", args.inline) as (url, token):
+        with platform_at(Path(tmp) / "home", args.inline) as (url, token, _):
             results = asyncio.run(bench(url, token, plan, args.rate, args.deadline))
     print()
     print(f"platform {'in this process' if args.inline else 'in a child process'}; "

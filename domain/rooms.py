@@ -50,6 +50,7 @@ class Room(Aggregate):
         self.members: dict[str, dict[str, str]] = {}
         self.requests: dict[str, list[Any]] = {}
         self.message_ids: dict[str, int] = {}
+        self.message_bytes = 0  # UTF-8 bytes of every message text: the thread quota's usage
         self.archived = False
         self.agent_streak = 0
         self.policy: dict[str, Any] = {"mode": "free", "max_agent_streak": 3, "selector": None}
@@ -186,17 +187,24 @@ class Room(Aggregate):
     def _member_left(self, member_id: str) -> None:
         self.members.pop(member_id, None)
 
+    def earlier(self, author_id: str, client_msg_id: str | None, request_id: str | None,
+                ) -> tuple[str, int] | None:
+        """(message_id, position) of the post this request repeats, if it was made already."""
+        key = client_msg_id if client_msg_id is not None else request_id
+        if key is None:
+            return None
+        found = self.requests.get(f"{author_id}\x1f{key}")
+        return None if found is None else (str(found[0]), int(found[1]))
+
     def post(self, author_id: str, text: str, reply_to: str | None = None,
              client_msg_id: str | None = None, request_id: str | None = None) -> tuple[str, int]:
         """Post a message; returns (message_id, position). A repeated request posts once."""
         if author_id not in self.members:
             raise Forbidden(f"{author_id} is not a member of room {self.name!r}; join it first")
         self.check_post(text, reply_to)
-        key = client_msg_id if client_msg_id is not None else request_id
-        if key is not None:
-            earlier = self.requests.get(f"{author_id}\x1f{key}")
-            if earlier is not None:
-                return str(earlier[0]), int(earlier[1])
+        earlier = self.earlier(author_id, client_msg_id, request_id)
+        if earlier is not None:
+            return earlier
         message_id = new_id()
         author_kind = self.members[author_id]["kind"]
         streak = self.agent_streak + 1 if author_kind == "agent" else 0
@@ -229,6 +237,7 @@ class Room(Aggregate):
         # Handlers run before the version moves on: this event's position is version + 1.
         position = self.version + 1
         self.message_ids[message_id] = position
+        self.message_bytes = getattr(self, "message_bytes", 0) + len(text.encode())
         key = client_msg_id if client_msg_id is not None else request_id
         if key is not None:
             self.requests[f"{author_id}\x1f{key}"] = [message_id, position]

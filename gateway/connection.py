@@ -2,10 +2,13 @@
 
 The connection only reads, dispatches and writes; what a frame does, and who may do it, is in
 ``gateway/handlers/`` and ``domain/policy.py``. Frames run concurrently, except that frames for
-the same room (or the same agent) keep their order; replies carry their request's ``id`` and
-may complete out of order. At most ``max_in_flight`` requests are open at once (the socket is
-not read meanwhile), and at most ``send_queue_frames`` frames wait for a slow reader: past
-that the reader is disconnected with close code 4008 rather than held in memory.
+the same room (or the same agent) keep their order: a frame starts once the one before it in
+its lane is answered, but a ``say`` after a ``say`` starts as soon as that one is queued in
+the room's order (``gateway/posting.py``), so one connection can pipeline says into one room.
+Replies carry their request's ``id`` and may complete out of order. At most ``max_in_flight``
+requests are open at once (the socket is not read meanwhile), and at most
+``send_queue_frames`` frames wait for a slow reader: past that the reader is disconnected with
+close code 4008 rather than held in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -21,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from domain.errors import Invalid, RateLimited, SalonError, Unauthenticated, Unavailable
 from domain.policy import Principal
 from gateway import protocol as p
-from gateway.handlers import HANDLERS
+from gateway.handlers import HANDLERS, in_order
 from gateway.services import Services
 from gateway.subscriptions import Subscription
 
@@ -65,6 +69,20 @@ class Registry:
         return len(found)
 
 
+@dataclass
+class _Step:
+    """A request's place in its lane: ``placed`` once it holds its place in order (a say in
+    its room's queue), ``done`` once it is answered."""
+
+    placed: asyncio.Future[None]
+    done: asyncio.Future[None]
+    say: bool
+
+    def waits_for(self, previous: _Step) -> asyncio.Future[None]:
+        """Says follow a say once it is queued; anything else waits for the answer."""
+        return previous.placed if self.say and previous.say else previous.done
+
+
 def _lane(request: Any) -> str | None:
     """Frames of one lane keep their order: one room, or one agent."""
     room = getattr(request, "room", None)
@@ -87,7 +105,7 @@ class Connection:
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox: asyncio.Queue[str] = asyncio.Queue(settings.send_queue_frames)
         self.slots = asyncio.Semaphore(settings.max_in_flight)
-        self.lanes: dict[str, asyncio.Future[None]] = {}
+        self.lanes: dict[str, _Step] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self.expiry: asyncio.TimerHandle | None = None
@@ -210,27 +228,31 @@ class Connection:
             self.slots.release()
             return
         lane = _lane(request)
-        before = self.lanes.get(lane) if lane else None
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        step = _Step(loop.create_future(), loop.create_future(), isinstance(request, p.Say))
+        previous = self.lanes.get(lane) if lane else None
+        before = step.waits_for(previous) if previous is not None else None
         if lane:
-            self.lanes[lane] = done
-        task = asyncio.get_running_loop().create_task(
-            self._handle(request, request_id, before, done, lane))
+            self.lanes[lane] = step
+        task = loop.create_task(self._handle(request, request_id, before, step, lane))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     async def _handle(self, request: Any, request_id: p.RequestId,
-                      before: asyncio.Future[None] | None, done: asyncio.Future[None],
+                      before: asyncio.Future[None] | None, step: _Step,
                       lane: str | None) -> None:
         try:
             if before is not None:
                 await asyncio.shield(before)
+            in_order.set(step.placed)
             answer = await self._answer(request, request_id)
             if answer is not None:
                 self.send(answer)
         finally:
-            done.set_result(None)
-            if lane and self.lanes.get(lane) is done:
+            for future in (step.placed, step.done):
+                if not future.done():
+                    future.set_result(None)
+            if lane and self.lanes.get(lane) is step:
                 del self.lanes[lane]
             self.slots.release()
 

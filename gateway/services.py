@@ -18,10 +18,12 @@ from domain.ids import agent_id, room_id
 from domain.policy import AgentFacts, Principal, RoomFacts, has_quotas
 from gateway.auth import Accounts
 from gateway.feed import RoomFeed
+from gateway.posting import Posters
 from infra.settings import Settings
 from infra.store import EventStore
 
 log = logging.getLogger(__name__)
+KNOWN_STREAMS = 100_000
 
 
 async def call(ref: Any) -> Any:
@@ -95,15 +97,27 @@ class Services:
         self.connections = connections
         self.limits = Limits(settings)
         self.endpoints: dict[str, Endpoint] = endpoints_from(settings.endpoints)
+        self.known: dict[Any, None] = {}  # streams known to exist, oldest first
+        self.posters = Posters(call)
 
     # -- rooms --------------------------------------------------------------------------
 
     async def room(self, name: str) -> Any:
         """The actor of an existing room, or NotFound."""
-        if not await asyncio.to_thread(self.store.exists, room_id(name)):
-            raise NotFound(f"room {name!r} does not exist; `salon rooms list` shows the rooms "
-                           "you can join")
+        await self._exists(room_id(name), f"room {name!r} does not exist; `salon rooms list` "
+                           "shows the rooms you can join")
         return directory.room(name, self.settings)
+
+    async def _exists(self, stream: Any, missing: str) -> None:
+        """NotFound(``missing``) unless ``stream`` has events. Streams are never deleted, so
+        a stream seen once is remembered (bounded) and not read again."""
+        if stream in self.known:
+            return
+        if not await asyncio.to_thread(self.store.exists, stream):
+            raise NotFound(missing)
+        self.known[stream] = None
+        while len(self.known) > KNOWN_STREAMS:
+            del self.known[next(iter(self.known))]
 
     async def room_facts(self, name: str) -> tuple[Any, RoomFacts, dict[str, Any]]:
         """(actor, facts for the policy, full info) of an existing room."""
@@ -115,8 +129,8 @@ class Services:
 
     async def agent(self, name: str) -> Any:
         """The actor of an existing agent, or NotFound."""
-        if not await asyncio.to_thread(self.store.exists, agent_id(name)):
-            raise NotFound(f"agent {name!r} does not exist; `salon agents list` shows them")
+        await self._exists(agent_id(name),
+                           f"agent {name!r} does not exist; `salon agents list` shows them")
         return directory.agent(name, self.settings)
 
     async def agent_facts(self, name: str) -> tuple[Any, AgentFacts, dict[str, Any]]:

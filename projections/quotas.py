@@ -5,12 +5,14 @@ usage so far and the text about to be posted, it raises ``Conflict`` when the th
 and ``RateLimited`` when the author's quota is spent, each saying what to do. ``Quotas`` feeds
 it the usage from the threads view (per room, and per author over every room).
 
-The threads view is a projection, so usage lags the log by the view's pending events: a burst
-may pass a limit by that much. Callers that see every post of a room (its room actor) can add
-what they recorded since (``pending``) to close that gap for the thread limit.
+The threads view is a projection, so usage read from it lags the log by the view's pending
+events; ``Guard`` closes that gap for the author's own posts through this gateway by counting
+them itself.
 
-``guard(database_url)`` is what the gateway calls before a person's post: one ``Quotas`` per
-process over the running threads view. Agents' posts are not checked (their cost is bounded by
+``guard(database_url)`` is what the gateway calls before a person's post: one ``Guard`` per
+process over the running threads view, which checks the author's quota from usage it keeps
+itself and hands the room's limits to the room actor (``check_thread`` against the room in
+its memory). Agents' posts are not checked (their cost is bounded by
 turn-taking and the model's own limits); until the view exists nothing is known, and posts pass.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -56,9 +59,8 @@ class Usage:
     bytes: int = 0
 
 
-def check_post(limits: Limits, room: str, thread: Usage, author: str, user: Usage,
-               text: str) -> None:
-    """Raise why posting ``text`` would pass a limit; return quietly when it fits."""
+def check_thread(limits: Limits, room: str, thread: Usage, text: str) -> None:
+    """Raise Conflict when posting ``text`` would pass the room's size limits."""
     size = len(text.encode())
     if limits.thread_messages is not None and thread.messages + 1 > limits.thread_messages:
         raise Conflict(f"room {room!r} is full: it holds {thread.messages:,} messages, its "
@@ -68,6 +70,11 @@ def check_post(limits: Limits, room: str, thread: Usage, author: str, user: Usag
         raise Conflict(f"room {room!r} is full: its messages take {thread.bytes:,} bytes and "
                        f"this one {size:,}, past its limit of {limits.thread_bytes:,}; archive "
                        "it and go on in a new room (a fork keeps the history)")
+
+
+def check_user(limits: Limits, author: str, user: Usage, text: str) -> None:
+    """Raise RateLimited when posting ``text`` would pass the author's quota."""
+    size = len(text.encode())
     if limits.user_messages is not None and user.messages + 1 > limits.user_messages:
         raise RateLimited(f"{author} has posted {user.messages:,} messages, their quota is "
                           f"{limits.user_messages:,}; an admin can raise "
@@ -76,6 +83,13 @@ def check_post(limits: Limits, room: str, thread: Usage, author: str, user: Usag
         raise RateLimited(f"{author} has posted {user.bytes:,} bytes and this message is "
                           f"{size:,}, past their quota of {limits.user_bytes:,}; an admin can "
                           "raise SALON_QUOTA_USER_BYTES")
+
+
+def check_post(limits: Limits, room: str, thread: Usage, author: str, user: Usage,
+               text: str) -> None:
+    """Raise why posting ``text`` would pass a limit; return quietly when it fits."""
+    check_thread(limits, room, thread, text)
+    check_user(limits, author, user, text)
 
 
 class Quotas:
@@ -100,13 +114,64 @@ class Quotas:
 
 
 class Guard:
-    """The gateway's quota check: a ``Quotas`` over the threads view of a running Salon."""
+    """The gateway's quota checks for a person's post, with no query on the hot path.
 
-    def __init__(self, database_url: str, schema: str, limits: Limits | None = None) -> None:
+    The room's own limits are checked by its room actor against the room it holds in memory
+    (exact); the gateway hands it ``limits``. The author's usage over every room is read from
+    the threads view once, then kept here: each post this gateway lets through is counted at
+    once (and uncounted if it fails), and the view is read again after ``refresh_seconds`` to
+    take in posts made through other gateways, keeping the larger figure (usage only grows).
+    """
+
+    def __init__(self, database_url: str, schema: str, limits: Limits | None = None,
+                 refresh_seconds: float = 30.0, max_authors: int = 100_000) -> None:
         self.quotas = Quotas(Reader(database_url, schema, max_size=2), limits)
+        self.refresh_seconds = refresh_seconds
+        self.max_authors = max_authors
+        self.authors: dict[str, tuple[Usage, float]] = {}
+        self.lock = threading.Lock()
+
+    @property
+    def limits(self) -> Limits:
+        return self.quotas.limits
+
+    def needs_read(self, author: str) -> bool:
+        """Whether ``check_author`` would query the view (call it in a thread then)."""
+        found = self.authors.get(author)
+        return found is None or time.monotonic() - found[1] > self.refresh_seconds
+
+    def _read(self, author: str) -> Usage:
+        try:
+            return Usage(**threads.usage(self.quotas.reader, author=author))
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            log.info("the threads view is not built yet; usage starts at 0")
+            return Usage()
+
+    def check_author(self, author: str, text: str) -> None:
+        """Raise RateLimited if ``text`` passes ``author``'s quota; else count it as posted."""
+        fresh = self._read(author) if self.needs_read(author) else None
+        with self.lock:
+            usage, read_at = self.authors.get(author, (Usage(), 0.0))
+            if fresh is not None:
+                usage = Usage(max(usage.messages, fresh.messages), max(usage.bytes, fresh.bytes))
+                read_at = time.monotonic()
+            check_user(self.quotas.limits, author, usage, text)
+            self.authors[author] = (Usage(usage.messages + 1,
+                                          usage.bytes + len(text.encode())), read_at)
+            while len(self.authors) > self.max_authors:
+                del self.authors[next(iter(self.authors))]
+
+    def uncount(self, author: str, text: str) -> None:
+        """A post counted by ``check_author`` failed: take it back."""
+        with self.lock:
+            found = self.authors.get(author)
+            if found is not None:
+                usage, read_at = found
+                self.authors[author] = (Usage(max(0, usage.messages - 1),
+                                              max(0, usage.bytes - len(text.encode()))), read_at)
 
     def check(self, room: str, author: str, text: str) -> None:
-        """Raise Conflict or RateLimited if ``author`` may not post ``text`` in ``room``."""
+        """Both checks from the view alone (for callers without the room in memory)."""
         try:
             self.quotas.check(room, author, text)
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):

@@ -7,11 +7,24 @@ Each handler is ``async (request, principal, connection) -> result``: it asks
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 Handler = Callable[[Any, Any, Any], Awaitable[dict[str, Any] | None]]
 HANDLERS: dict[str, Handler] = {}
+
+# Set by the connection for each request: resolved once the request holds its place in its
+# room's order, so the connection's next frame for that room may start before this one ends.
+in_order: ContextVar[asyncio.Future[None] | None] = ContextVar("in_order", default=None)
+
+
+def queued() -> None:
+    """A handler's request now holds its place in order (say: it is in the room's queue)."""
+    future = in_order.get()
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def handles(frame_type: str) -> Callable[[Handler], Handler]:

@@ -10,7 +10,7 @@ from domain.errors import Forbidden, Invalid, NotFound, RateLimited
 from domain.ids import new_id
 from domain.policy import Principal
 from gateway import protocol as p
-from gateway.handlers import handles
+from gateway.handlers import handles, queued
 from gateway.services import call
 from projections import catalogue, quotas
 
@@ -40,17 +40,32 @@ async def leave(request: p.Leave, user: Principal, conn: Any) -> dict[str, Any]:
 
 @handles("say")
 async def say(request: p.Say, user: Principal, conn: Any) -> dict[str, Any]:
-    """Room readers post (joining a public room on the way); the room actor checks again."""
+    """Room readers post (joining a public room on the way); the room actor decides.
+
+    No query runs per say: the room's existence is remembered, the author's quota is kept by
+    the guard, and the room actor checks membership, the room's size limits and repeats
+    (``client_msg_id``) against the room it holds. Says queue per room in arrival order
+    (``gateway/posting.py``), so a connection's next say may start once this one is queued.
+    """
     services = conn.services
     actor = await services.room(request.room)
     assert services.settings.database_url
-    await asyncio.to_thread(quotas.guard(services.settings.database_url).check, request.room,
-                            user.name, request.text)
+    guard = quotas.guard(services.settings.database_url)
+    if guard.needs_read(user.name):
+        await asyncio.to_thread(guard.check_author, user.name, request.text)
+    else:
+        guard.check_author(user.name, request.text)
     # A request id of our own makes Ray's retry after an actor crash post at most once.
-    posted: dict[str, Any] = await call(actor.post.remote(
-        user.name, request.text, reply_to=request.reply_to,
-        client_msg_id=request.client_msg_id, request_id=new_id(), is_admin=user.is_admin))
-    return posted
+    posted = services.posters.post(request.room, actor, {
+        "author_id": user.name, "text": request.text, "reply_to": request.reply_to,
+        "client_msg_id": request.client_msg_id, "request_id": new_id(),
+        "is_admin": user.is_admin}, guard.limits)
+    queued()
+    try:
+        return await posted
+    except BaseException:
+        guard.uncount(user.name, request.text)
+        raise
 
 
 @handles("list_rooms")
