@@ -141,12 +141,17 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        # A peer that reads nothing never answers the close handshake: give it a second.
         try:
-            await asyncio.wait_for(self.ws.close(code, reason), timeout=5)
-        except (TimeoutError, ConnectionClosed):
+            await asyncio.wait_for(self.ws.close(code, reason),
+                                   timeout=1 if code == CLOSE_TOO_SLOW else 5)
+        except ConnectionClosed:
             pass
+        except TimeoutError:
+            self.ws.transport.abort()  # the handshake did not finish: cut the connection
         except Exception:  # noqa: BLE001 - closing anyway
             log.debug("close failed", exc_info=True)
+            self.ws.transport.abort()
 
     # -- reading ------------------------------------------------------------------------
 

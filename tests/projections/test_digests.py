@@ -35,11 +35,16 @@ def test_titles_and_summaries_are_made_by_jobs_and_recorded_once(
     try:
         runner.wait_for()
         asked = plan(reader, queue, summary_every=4, rooms=[name])
-        assert sorted(asked) == [f"summary:{name}:1", f"title:{name}"]
+        # The platform's own digest jobs may have titled the room first (its planner sees
+        # every room): then only the rest is asked for here; each is still recorded once.
+        assert set(asked) <= {f"summary:{name}:1", f"title:{name}"} and asked, asked
 
         def done() -> bool:
             worker.work_once(block=0.05)
-            return all(queue.get(job).status == "completed" for job in asked)
+            runner.wait_for()
+            row = threads.thread(reader, name)
+            return all(queue.get(job).status == "completed" for job in asked) and \
+                bool(row["title"]) and bool(row["summary"])
 
         wait_until(done, "the title and summary jobs")
 
