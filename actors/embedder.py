@@ -43,7 +43,17 @@ class EmbedderCore:
         return found
 
 
-EmbedderActor = ray.remote(EmbedderCore)
+class _BackgroundEmbedder(EmbedderCore):
+    """The actor's process embeds at a lower CPU priority than the write path."""
+
+    def __init__(self, cache: int = CACHE) -> None:
+        from projections.service import ProjectionSettings, below_the_write_path
+
+        below_the_write_path(ProjectionSettings().nice)
+        super().__init__(cache)
+
+
+EmbedderActor = ray.remote(_BackgroundEmbedder)
 
 
 def embedder_actor(settings: Settings) -> Any:

@@ -82,10 +82,12 @@ class TurnRunner:
 
     async def run(self) -> None:
         self.agent.start_turn(self.turn_id, self.trigger.room, self.trigger.as_record())
-        await self.actor.save()
-        await self.publish("turn_started", trigger=self.trigger.as_record())
-        await self.publish("agent_thinking")
+        # TurnStarted is saved while the context is read; it is durable before the model is
+        # called or anything is posted (``_started``), so a crash still leaves its trace.
+        self.starting = asyncio.get_running_loop().create_task(self.actor.save())
         try:
+            await self.publish("turn_started", trigger=self.trigger.as_record())
+            await self.publish("agent_thinking")
             message_id = await self._act()
             if self.remembered is not None:
                 await self._remember(self.remembered)
@@ -100,6 +102,7 @@ class TurnRunner:
                 f"{type(error).__name__}: {error}"
             self.agent.fail_turn(self.turn_id, reason)
             outcome = {"kind": "turn_failed", "error": reason}
+        await self._started()  # a failure to record the start is the turn's failure
         await self.actor.save()
         kind = outcome.pop("kind")
         await self.publish(kind, **outcome)
@@ -112,12 +115,22 @@ class TurnRunner:
             return None
         return await self._post(await self._reply())
 
+    async def _started(self) -> None:
+        """Wait until TurnStarted is saved (raises why it was not)."""
+        await asyncio.shield(self.starting)
+
     async def _post(self, text: str) -> str:
-        if not text.strip():
-            raise SalonError(f"model {self.spec.model!r} returned an empty reply")
-        room = directory.room(self.trigger.room, self.actor.settings)
-        posted: dict[str, Any] = await room.post.remote(self.actor.name, text,
-                                                        request_id=self.turn_id)
+        await self._started()
+        # The reply's ModelCalled is saved while the reply is posted (a commit off the path).
+        saving = asyncio.get_running_loop().create_task(self.actor.save())
+        try:
+            if not text.strip():
+                raise SalonError(f"model {self.spec.model!r} returned an empty reply")
+            room = directory.room(self.trigger.room, self.actor.settings)
+            posted: dict[str, Any] = await room.post.remote(self.actor.name, text,
+                                                            request_id=self.turn_id)
+        finally:
+            await saving
         return str(posted["message_id"])
 
     # -- context ------------------------------------------------------------------------
@@ -219,7 +232,10 @@ class TurnRunner:
         return who.name, who.is_admin
 
     async def _call(self, request: ModelRequest, positions: list[int], stream: bool,
-                    memory_ids: list[str] | None = None, purpose: str = "turn") -> Completion:
+                    memory_ids: list[str] | None = None, purpose: str = "turn",
+                    defer: bool = False) -> Completion:
+        """One model call, recorded as ModelCalled; saved at once unless ``defer`` (the next
+        save takes it: the tool call's, or the post's)."""
         provider: Provider = ReplayProvider(self.recording) if self.recording else \
             provider_for(self.spec, self._options())
         ledger = payer = None
@@ -228,6 +244,7 @@ class TurnRunner:
             if payer is not None:
                 ledger = SpendLedger(self.actor.bus.redis, self.actor.settings.spend_usd_per_day)
                 await ledger.check(*payer)
+        await self._started()
         started = time.perf_counter()
         completion: Completion | None = None
         async for item in provider.stream(request):
@@ -251,7 +268,8 @@ class TurnRunner:
             output_tokens=completion.usage.output_tokens, cost_usd=completion.cost_usd,
             latency_ms=round(completion.latency_ms or (time.perf_counter() - started) * 1000, 3),
             fallback_from=completion.fallback_from)
-        await self.actor.save()
+        if not defer:
+            await self.actor.save()
         return completion
 
     async def _reply(self) -> str:
@@ -265,7 +283,7 @@ class TurnRunner:
             request = ModelRequest(model=self.spec.model, system=context.system,
                                    messages=messages, tools=[] if last_round else specs)
             completion = await self._call(request, context.positions, stream=True,
-                                          memory_ids=context.memory_ids)
+                                          memory_ids=context.memory_ids, defer=True)
             if not completion.tool_calls:
                 self.remembered = context
                 return completion.text

@@ -10,6 +10,7 @@ reads the database, and a rebuild without a host drops the view for the next sta
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -46,6 +47,9 @@ class ProjectionSettings(BaseSettings):
     summary_every: int = Field(default=SUMMARY_EVERY, ge=1)
     claim_after: float = Field(default=60.0, gt=0,
                                description="seconds before a dead worker's job is taken over")
+    nice: int = Field(default=10, ge=0, le=19,
+                      description="CPU priority below the write path (Unix nice) of the "
+                                  "projection, job and embedding processes")
 
     def schema(self, name: str) -> str:
         """The schema of projection ``name``."""
@@ -55,6 +59,16 @@ class ProjectionSettings(BaseSettings):
         """Ray name of a host: ``projection:threads`` (with a non-default prefix in it)."""
         prefix = "" if self.schema_prefix == SCHEMA_PREFIX else self.schema_prefix
         return f"{kind}:{prefix}{name}"
+
+
+def below_the_write_path(nice: int) -> None:
+    """Lower this (actor's own) process's CPU priority by ``nice``: on a busy machine read
+    models lag a little instead of slowing down every say and turn (bench/README.md)."""
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError as error:
+            log.warning("could not lower the CPU priority of a background process: %s", error)
 
 
 def _database(settings: Settings) -> str:
@@ -68,6 +82,7 @@ class ProjectionHost:
     """One projection's runner, in its own process."""
 
     def __init__(self, name: str, settings: Settings, config: ProjectionSettings) -> None:
+        below_the_write_path(config.nice)
         self.runner = Runner(projection_class(name), _database(settings), config.schema(name),
                              batch_size=config.batch_size).start()
 
@@ -90,6 +105,7 @@ class JobHost:
     """Works the digest job queue and plans its jobs from the threads view."""
 
     def __init__(self, settings: Settings, config: ProjectionSettings) -> None:
+        below_the_write_path(config.nice)
         assert settings.redis_url, "the job host needs a resolved Redis URL"
         database_url = _database(settings)
         self.config = config

@@ -107,6 +107,10 @@ class Platform:
             ray.init(address=settings.ray_address, namespace=settings.namespace,
                      log_to_driver=False)
         else:
+            # Ray starts workers at nice 15, the same as any background work: rooms and agents
+            # (the write path) run at normal priority, and the processes that only build read
+            # models (projections, jobs, embedding) lower their own (ProjectionSettings.nice).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address="local", namespace=settings.namespace, include_dashboard=False,
                      num_cpus=os.cpu_count() or 2, object_store_memory=256 * 1024 * 1024,
                      log_to_driver=False)

@@ -7,8 +7,11 @@ import asyncio
 
 from projections import quotas
 from projections.quotas import Limits
+from projections.service import ProjectionSettings
+from projections.views import Reader
 from salon.platform import Running
 from tests.clients import Client
+from tests.projections.conftest import wait_until
 
 
 async def _history(client: Client, room: str) -> list[dict]:
@@ -103,3 +106,41 @@ async def test_quotas_hold_for_a_pipeline_without_waiting_for_the_view(
         guard.quotas.limits = limits
         await ann.close()
         await admin.close()
+
+
+async def test_projections_stay_exactly_once_while_rooms_commit_at_once(
+        salon: Running, name: str) -> None:
+    """8 connections pipeline into 8 rooms at once; the threads view gets each message once."""
+    assert salon.settings.database_url
+    rooms = [f"{name}-{i}" for i in range(8)]
+    admin = await Client.open(salon.ws_url, salon.admin_token)
+    clients = [await Client.open(salon.ws_url, salon.admin_token) for _ in rooms]
+    try:
+        for room in rooms:
+            await admin.ok({"type": "create_room", "name": room})
+
+        async def post(client: Client, room: str) -> list[dict]:
+            return list(await asyncio.gather(*(client.request(
+                {"type": "say", "room": room, "text": f"{room} {i}"}) for i in range(25))))
+
+        answered = await asyncio.gather(*(post(c, r) for c, r in zip(clients, rooms,
+                                                                      strict=True)))
+        assert all(reply["type"] == "ok" for replies in answered for reply in replies)
+        reader = Reader(salon.settings.database_url, ProjectionSettings().schema("threads"))
+        try:
+            def counted() -> list[dict]:
+                rows = reader.rows(
+                    "SELECT t.name, count(*) AS n, count(DISTINCT m.position) AS d, "
+                    "min(m.position) AS lo, max(m.position) AS hi FROM {s}.messages m "
+                    "JOIN {s}.threads t USING (room_id) WHERE t.name = ANY(%s) GROUP BY t.name",
+                    (rooms,))
+                return rows if len(rows) == 8 and all(r["n"] >= 25 for r in rows) else []
+
+            rows = wait_until(counted, "the threads view to hold every message", timeout=120)
+        finally:
+            reader.close()
+        for row in rows:
+            assert (row["n"], row["d"]) == (25, 25), row  # once each, no duplicates
+            assert row["hi"] - row["lo"] == 24, row  # gapless within the room
+    finally:
+        await asyncio.gather(*(c.close() for c in [admin, *clients]))
