@@ -28,6 +28,7 @@ test: install chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
+	$(PY) -m bench.protocol
 	$(PY) -m bench.append
 	$(PY) -m bench.fanout
 	$(PY) -m bench.turn_overhead

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 
 from infra.embeddings import MINILM, MiniLMEmbedder
-from infra.settings import Settings
+from infra.settings import Settings, below_the_write_path
 
 CACHE = 4096
 
@@ -46,10 +46,8 @@ class EmbedderCore:
 class _BackgroundEmbedder(EmbedderCore):
     """The actor's process embeds at a lower CPU priority than the write path."""
 
-    def __init__(self, cache: int = CACHE) -> None:
-        from projections.service import ProjectionSettings, below_the_write_path
-
-        below_the_write_path(ProjectionSettings().nice)
+    def __init__(self, nice: int, cache: int = CACHE) -> None:
+        below_the_write_path(nice)
         super().__init__(cache)
 
 
@@ -60,7 +58,8 @@ def embedder_actor(settings: Settings) -> Any:
     """The installation's embedder actor, started if it is not running."""
     return EmbedderActor.options(
         name="embedder", namespace=settings.namespace, get_if_exists=True, lifetime="detached",
-        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4).remote()
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4,
+    ).remote(settings.background_nice)
 
 
 class RemoteEmbedder:

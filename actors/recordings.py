@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from domain.agents import Agent
 from domain.errors import Unavailable
 from domain.ids import agent_id
 from infra.llm import Completion, Delta, ModelRequest, ToolCall, Usage
@@ -22,15 +23,15 @@ class Recording:
     def __init__(self, store: EventStore, agent: str, source: str, target: str) -> None:
         self.agent, self.source, self.target = agent, source, target
         events = store.events(agent_id(agent))
-        rooms = {e.turn_id: e.room_id for e in events if type(e).__name__ == "TurnStarted"}
+        rooms = {e.turn_id: e.room_id for e in events if isinstance(e, Agent.TurnStarted)}
         # Memory work after a turn (ratings, facts, reflection) is not part of the transcript.
-        calls = [e for e in events if type(e).__name__ == "ModelCalled"
+        calls = [e for e in events if isinstance(e, Agent.ModelCalled)
                  and (e.context or {}).get("purpose", "turn") == "turn"]
         self.calls = [e for e in calls if rooms.get(e.turn_id) == source]
-        self.tools = [e for e in events if type(e).__name__ == "ToolExecuted"
+        self.tools = [e for e in events if isinstance(e, Agent.ToolExecuted)
                       and rooms.get(e.turn_id) == source]
         self.calls_done = sum(1 for e in calls if rooms.get(e.turn_id) == target)
-        self.tools_done = sum(1 for e in events if type(e).__name__ == "ToolExecuted"
+        self.tools_done = sum(1 for e in events if isinstance(e, Agent.ToolExecuted)
                               and rooms.get(e.turn_id) == target)
 
     def next_completion(self) -> Completion:

@@ -68,4 +68,4 @@ async def rerun(settings: Settings, store: EventStore, source: str, target: str,
 def transcript(store: EventStore, room: str) -> list[tuple[str, str]]:
     """(author, text) of every message in ``room``, in order."""
     return [(e.author_id, e.text) for e in store.events(room_id(room))
-            if type(e).__name__ == "MessagePosted"]
+            if isinstance(e, Room.MessagePosted)]

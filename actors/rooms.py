@@ -16,12 +16,12 @@ from domain.agents import Agent
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, SalonError
 from domain.ids import agent_id, room_id
 from domain.policy import RESERVED_ROOM_PREFIXES, Principal
+from domain.quotas import Limits, Usage, check_thread
 from domain.rooms import Room, direct_room_name
 from domain.wire import event_frame
 from infra.bus import RoomBus
 from infra.settings import Settings
 from infra.store import EventStore
-from projections.quotas import Limits, Usage, check_thread
 
 RERUN_TURN_SECONDS = 30.0
 log = logging.getLogger(__name__)
@@ -143,8 +143,8 @@ class RoomActor:
         # Agents act concurrently; a recording fixes one order. Wait (bounded) for ours.
         if self.rerun_order is None:
             events = await asyncio.to_thread(self.store.events, room_id(source))
-            self.rerun_order = [e.author_id for e in events if type(e).__name__ ==
-                                "MessagePosted" and getattr(e, "author_kind", "") == "agent"]
+            self.rerun_order = [e.author_id for e in events if isinstance(e, Room.MessagePosted)
+                                and getattr(e, "author_kind", "") == "agent"]
         order = self.rerun_order
         async with self.rerun_turn:
             try:
@@ -203,10 +203,10 @@ class RoomActor:
         events = await asyncio.to_thread(self.store.events, self.id, 0, position)
         # The repository starts from the newest snapshot at or before the position.
         past = await asyncio.to_thread(
-            lambda: self.store.app.repository.get(self.id, version=position))
+            self.store.get_at, Room, self.id, position, _missing(self.name))
         transcript = [{"position": int(e.originator_version), "author_id": e.author_id,
                        "text": e.text, "at": e.timestamp.isoformat()}
-                      for e in events if type(e).__name__ == "MessagePosted"]
+                      for e in events if isinstance(e, Room.MessagePosted)]
         return {"state": past.describe(), "transcript": transcript}
 
     async def info(self) -> dict[str, Any]:

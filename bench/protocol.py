@@ -160,7 +160,11 @@ def _row(path: str, now: str, ratio: str, target: str, met: bool) -> str:
 
 async def measure(url: str, token: str, database_url: str, options: argparse.Namespace,
                   ) -> list[str]:
+    # A fresh platform is busy for a while (projections catch up, the embedder loads).
+    print(f"  settling for {options.settle:g} s ...", flush=True)
+    await asyncio.sleep(options.settle)
     print("  raw commits ...", flush=True)
+    await asyncio.to_thread(raw_commits, database_url, options.raw // 4)  # warm-up
     first = await asyncio.to_thread(raw_commits, database_url, options.raw)
     print("  say, one at a time ...", flush=True)
     seq = await sequential(url, token, options.says)
@@ -209,6 +213,8 @@ def main() -> None:
                         help="says in flight per connection (the gateway allows 32)")
     parser.add_argument("--turns", type=int, default=100, help="agent turns measured")
     parser.add_argument("--fanout", type=int, default=200, help="messages to 100 clients")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds to let a fresh platform settle before measuring")
     options = parser.parse_args()
     quiet()
     # The per-user frame limit (100/s by default) would cap the pipelined rows far below the

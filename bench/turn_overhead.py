@@ -36,6 +36,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench import quiet
+from domain.agents import Agent
 from domain.ids import agent_id
 from infra.settings import Settings
 from salon.platform import Platform
@@ -186,8 +187,12 @@ async def measure(platform: Platform, client: Client, room: str, definition: dic
         took.append((arrived - sent) / 1e6)
     assert platform.store is not None
     events = await asyncio.to_thread(platform.store.events, agent_id(name))
-    latency = {e.turn_id: float(e.latency_ms) for e in events
-               if type(e).__name__ == "ModelCalled"}
+    # A turn's own model calls only (several with tool rounds): the memory work after a turn
+    # (ratings, facts, reflection) records ModelCalled with the same turn id.
+    latency: dict[str, float] = {}
+    for e in events:
+        if isinstance(e, Agent.ModelCalled) and (e.context or {}).get("purpose", "turn") == "turn":
+            latency[e.turn_id] = latency.get(e.turn_id, 0.0) + float(e.latency_ms)
     return Turns(turn=took[warmup:], provider=[latency[i] for i in ids[warmup:]])
 
 
@@ -230,7 +235,8 @@ async def run(platform: Platform, ws_url: str, token: str, turns: int, warmup: i
 def main() -> None:
     """Parse the options, start a platform under a temp home, measure, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--turns", type=int, default=50, help="measured turns per provider")
+    parser.add_argument("--turns", type=int, default=200,
+                        help="measured turns per provider (200: enough for a p99)")
     parser.add_argument("--warmup", type=int, default=5, help="turns not measured first")
     options = parser.parse_args()
     quiet()

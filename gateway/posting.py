@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import SalonError, Unavailable
-from projections.quotas import Limits
+from domain.quotas import Limits
 
 log = logging.getLogger(__name__)
 Call = Callable[[Any], Any]  # awaits an actor call (gateway.services.call)

@@ -98,7 +98,7 @@ def record_decision(events: EventStore, agent: str, decide: Callable[[MemoryStre
 def _messages(found: Sequence[Any]) -> list[ContextMessage]:
     return [ContextMessage(int(e.originator_version), str(e.author_id), str(e.text),
                            str(getattr(e, "author_kind", "human")))
-            for e in found if type(e).__name__ == "MessagePosted"]
+            for e in found if isinstance(e, Room.MessagePosted)]
 
 
 class AgentMemory:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
                              description="0: one process per agent; N: agents share N hosts")
     demo: bool = Field(default=True, description="open a demo room with two agents on `up`")
     max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    background_nice: int = Field(
+        default=10, ge=0, le=19, description="how far below rooms and agents (Unix nice) the "
+        "processes that only build read models run: projections, jobs, the embedder")
     memory_projection: bool = Field(
         default=True, description="follow the log into agents' long-term memory tables")
     llm_rate_limit_mode: Literal["wait", "fail"] = Field(
@@ -62,3 +67,14 @@ class Settings(BaseSettings):
         """A copy pointing at the servers actually running, for handing to actors."""
         return self.model_copy(update={"database_url": database_url, "redis_url": redis_url,
                                        "home": self.home.resolve()})
+
+
+def below_the_write_path(nice: int) -> None:
+    """Lower this (actor's own) process's CPU priority by ``nice``: on a busy machine the read
+    models lag a little instead of slowing down every say and turn (bench/README.md)."""
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError as error:
+            logging.getLogger(__name__).warning(
+                "could not lower the CPU priority of a background process: %s", error)

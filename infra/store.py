@@ -74,6 +74,17 @@ class EventStore:
             raise NotFound(what)
         return aggregate
 
+    def get_at(self, cls: type[A], aggregate_id: UUID, version: int | None, what: str) -> A:
+        """The aggregate as it stood at ``version`` (newest when None), from the newest
+        snapshot at or before it; NotFound when the stream has no such version."""
+        try:
+            aggregate = self.app.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(what) from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(what)
+        return aggregate
+
     def exists(self, aggregate_id: UUID) -> bool:
         """Whether any event was recorded for ``aggregate_id``."""
         return bool(self.app.recorder.select_events(aggregate_id, desc=True, limit=1))

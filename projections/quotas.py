@@ -1,6 +1,6 @@
 """Quotas: how large a thread, and everything one user has posted, may grow.
 
-``check_post`` is the rule, pure (no I/O; it could live in ``domain/``): given the limits, the
+``check_post`` (``domain/quotas.py``) is the rule, pure: given the limits, the
 usage so far and the text about to be posted, it raises ``Conflict`` when the thread is full
 and ``RateLimited`` when the author's quota is spent, each saying what to do. ``Quotas`` feeds
 it the usage from the threads view (per room, and per author over every room).
@@ -21,75 +21,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.errors import Conflict, RateLimited
+from domain.quotas import Limits, Usage, check_post, check_thread, check_user
 from projections import threads
 from projections.views import Reader
 
 log = logging.getLogger(__name__)
-
-
-class Limits(BaseModel):
-    """Size limits of threads and users (None: no limit)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    thread_messages: int | None = Field(default=100_000, ge=1)
-    thread_bytes: int | None = Field(default=64 * 1024 * 1024, ge=1)
-    user_messages: int | None = Field(default=None, ge=1)
-    user_bytes: int | None = Field(default=256 * 1024 * 1024, ge=1)
+NOTHING = Usage()
+__all__ = ["Guard", "Limits", "QuotaSettings", "Quotas", "Usage", "check_post", "check_thread",
+           "check_user", "guard"]
 
 
 class QuotaSettings(Limits, BaseSettings):
     """Limits from ``SALON_QUOTA_*`` variables, e.g. ``SALON_QUOTA_THREAD_BYTES=1000000``."""
 
     model_config = SettingsConfigDict(env_prefix="SALON_QUOTA_", extra="ignore", frozen=True)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Messages and bytes (UTF-8) posted so far."""
-
-    messages: int = 0
-    bytes: int = 0
-
-
-def check_thread(limits: Limits, room: str, thread: Usage, text: str) -> None:
-    """Raise Conflict when posting ``text`` would pass the room's size limits."""
-    size = len(text.encode())
-    if limits.thread_messages is not None and thread.messages + 1 > limits.thread_messages:
-        raise Conflict(f"room {room!r} is full: it holds {thread.messages:,} messages, its "
-                       f"limit is {limits.thread_messages:,}; archive it and go on in a new "
-                       "room (a fork keeps the history)")
-    if limits.thread_bytes is not None and thread.bytes + size > limits.thread_bytes:
-        raise Conflict(f"room {room!r} is full: its messages take {thread.bytes:,} bytes and "
-                       f"this one {size:,}, past its limit of {limits.thread_bytes:,}; archive "
-                       "it and go on in a new room (a fork keeps the history)")
-
-
-def check_user(limits: Limits, author: str, user: Usage, text: str) -> None:
-    """Raise RateLimited when posting ``text`` would pass the author's quota."""
-    size = len(text.encode())
-    if limits.user_messages is not None and user.messages + 1 > limits.user_messages:
-        raise RateLimited(f"{author} has posted {user.messages:,} messages, their quota is "
-                          f"{limits.user_messages:,}; an admin can raise "
-                          "SALON_QUOTA_USER_MESSAGES")
-    if limits.user_bytes is not None and user.bytes + size > limits.user_bytes:
-        raise RateLimited(f"{author} has posted {user.bytes:,} bytes and this message is "
-                          f"{size:,}, past their quota of {limits.user_bytes:,}; an admin can "
-                          "raise SALON_QUOTA_USER_BYTES")
-
-
-def check_post(limits: Limits, room: str, thread: Usage, author: str, user: Usage,
-               text: str) -> None:
-    """Raise why posting ``text`` would pass a limit; return quietly when it fits."""
-    check_thread(limits, room, thread, text)
-    check_user(limits, author, user, text)
 
 
 class Quotas:
@@ -105,7 +54,7 @@ class Quotas:
         by_author = threads.usage(self.reader, author=author)
         return Usage(**in_room), Usage(**by_author)
 
-    def check(self, room: str, author: str, text: str, pending: Usage = Usage()) -> None:
+    def check(self, room: str, author: str, text: str, pending: Usage = NOTHING) -> None:
         """Raise if ``author`` may not post ``text`` in ``room``; ``pending`` is usage the
         view has not seen yet (say, the room actor's posts since the view's position)."""
         thread, user = self.usage(room, author)

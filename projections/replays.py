@@ -29,7 +29,7 @@ def agent_at(store: EventStore, name: str, version: int | None) -> dict[str, Any
     head = store.get(Agent, agent_id(name), f"agent {name!r} does not exist")
     if version is not None and not 1 <= version <= head.version:
         raise Invalid(f"version {version} is outside agent {name!r} (1..{head.version})")
-    agent: Agent = store.app.repository.get(agent_id(name), version=version)
+    agent = store.get_at(Agent, agent_id(name), version, f"agent {name!r} does not exist")
     return {"name": agent.name, "version": agent.version, "status": agent.status,
             "owner_id": agent.owner_id, "definition_version": agent.definition_version,
             "definition": agent.definition, "turns": agent.turn_count,

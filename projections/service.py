@@ -10,7 +10,6 @@ reads the database, and a rebuild without a host drops the view for the next sta
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -20,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.errors import Unavailable
 from infra.jobs import JobQueue, Worker
-from infra.settings import Settings
+from infra.settings import Settings, below_the_write_path
 from infra.store import EventStore
 from projections.digests import SUMMARY_EVERY, TITLE_AFTER, DigestJobs, plan
 from projections.registry import PROJECTIONS, SCHEMA_PREFIX, projection_class
@@ -47,9 +46,6 @@ class ProjectionSettings(BaseSettings):
     summary_every: int = Field(default=SUMMARY_EVERY, ge=1)
     claim_after: float = Field(default=60.0, gt=0,
                                description="seconds before a dead worker's job is taken over")
-    nice: int = Field(default=10, ge=0, le=19,
-                      description="CPU priority below the write path (Unix nice) of the "
-                                  "projection, job and embedding processes")
 
     def schema(self, name: str) -> str:
         """The schema of projection ``name``."""
@@ -59,16 +55,6 @@ class ProjectionSettings(BaseSettings):
         """Ray name of a host: ``projection:threads`` (with a non-default prefix in it)."""
         prefix = "" if self.schema_prefix == SCHEMA_PREFIX else self.schema_prefix
         return f"{kind}:{prefix}{name}"
-
-
-def below_the_write_path(nice: int) -> None:
-    """Lower this (actor's own) process's CPU priority by ``nice``: on a busy machine read
-    models lag a little instead of slowing down every say and turn (bench/README.md)."""
-    if nice > 0 and hasattr(os, "nice"):
-        try:
-            os.nice(nice)
-        except OSError as error:
-            log.warning("could not lower the CPU priority of a background process: %s", error)
 
 
 def _database(settings: Settings) -> str:
@@ -82,7 +68,7 @@ class ProjectionHost:
     """One projection's runner, in its own process."""
 
     def __init__(self, name: str, settings: Settings, config: ProjectionSettings) -> None:
-        below_the_write_path(config.nice)
+        below_the_write_path(settings.background_nice)
         self.runner = Runner(projection_class(name), _database(settings), config.schema(name),
                              batch_size=config.batch_size).start()
 
@@ -105,7 +91,7 @@ class JobHost:
     """Works the digest job queue and plans its jobs from the threads view."""
 
     def __init__(self, settings: Settings, config: ProjectionSettings) -> None:
-        below_the_write_path(config.nice)
+        below_the_write_path(settings.background_nice)
         assert settings.redis_url, "the job host needs a resolved Redis URL"
         database_url = _database(settings)
         self.config = config
