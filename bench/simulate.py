@@ -15,7 +15,9 @@ What it prints:
   phase, and over the whole run;
 - ``peak memory``: the highest sum of PSS (proportional set size: shared pages split between
   the processes sharing them) over this process and all its descendants — the Ray workers,
-  room and agent-host actors, the embedded servers it started — sampled every two seconds;
+  room and agent-host actors, the embedded servers it started — plus PostgreSQL's processes
+  (found from its ``postmaster.pid``: the server daemonises, so it is not a descendant),
+  sampled every two seconds; which memory settings the agents used is printed beside it;
   and the highest rise of the machine's used memory (``MemTotal - MemAvailable``) over what
   was used before the platform started, which also counts processes outside the tree.
 
@@ -84,19 +86,33 @@ def system_used() -> int:
     return values["MemTotal"] - values["MemAvailable"]
 
 
-class PeakMemory:
-    """Samples the process tree and the machine in a thread until stopped."""
+def postmaster(pgdata: Path) -> int | None:
+    """The PostgreSQL server's pid from its data directory (it runs outside our tree)."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def __init__(self) -> None:
+
+class PeakMemory:
+    """Samples the process tree, PostgreSQL's processes and the machine until stopped."""
+
+    def __init__(self, pgdata: Path) -> None:
         self.baseline = system_used()
+        self.pgdata = pgdata
         self.peak_tree = 0
+        self.peak_postgres = 0
         self.peak_system = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, name="bench-memory", daemon=True)
 
     def _sample(self) -> None:
         while not self.done.is_set():
-            self.peak_tree = max(self.peak_tree, tree_pss(os.getpid()))
+            server = postmaster(self.pgdata)
+            # PostgreSQL's processes are not our descendants (its server daemonises).
+            postgres = tree_pss(server) if server is not None else 0
+            self.peak_postgres = max(self.peak_postgres, postgres)
+            self.peak_tree = max(self.peak_tree, tree_pss(os.getpid()) + postgres)
             self.peak_system = max(self.peak_system, system_used() - self.baseline)
             self.done.wait(SAMPLE_SECONDS)
 
@@ -125,7 +141,7 @@ def main() -> None:
     scenario = scenario_from_document(crowd_document(args.agents, args.rooms, args.turns,
                                                      memory={} if args.memory else None))
     with tempfile.TemporaryDirectory(prefix="salon-bench-simulate-") as tmp, \
-            PeakMemory() as memory:
+            PeakMemory(Path(tmp) / "pg") as memory:
         # Explicit Nones: SALON_* variables in the environment must not point at real servers.
         platform = Platform(Settings(home=Path(tmp), port=0, demo=False, database_url=None,
                                      redis_url=None, ray_address=None))
@@ -151,9 +167,14 @@ def main() -> None:
     print(f"agent turns:      {turns}")
     print(f"agent turns/s:    {per_second(turns, wall.get('play', 0.0)):.1f} while playing, "
           f"{per_second(turns, seconds):.1f} over the whole run")
-    print(f"peak memory:      {memory.peak_tree / MIB:,.0f} MiB PSS of this process and its "
-          f"descendants; the machine's used memory rose by at most "
-          f"{memory.peak_system / MIB:,.0f} MiB")
+    print(f"peak memory:      {memory.peak_tree / MIB:,.0f} MiB PSS of this process, its "
+          f"descendants and PostgreSQL's processes ({memory.peak_postgres / MIB:,.0f} MiB of "
+          f"it); the machine's used memory rose by at most {memory.peak_system / MIB:,.0f} MiB")
+    used = "the default memory settings (recall, reflection, facts)" if args.memory else \
+        "agents record what they hear in long-term memory and recall nothing"
+    print(f"memory settings:  {used}; "
+          f"memory projection {'on' if running.settings.memory_projection else 'off'}; "
+          f"{args.hosts} agent hosts")
     if run["status"] != "finished":
         raise SystemExit(1)
 
