@@ -248,7 +248,7 @@ class RoomDriver:
             return
         if not await self.context.memory.caught_up(self.context.plan.run.settle_seconds):
             self.remembering = False
-            self.context.warn("the memory projection fell behind by more than "
+            self.context.warn("the memory projection stopped advancing for "
                               f"{self.context.plan.run.settle_seconds:g} s; the rest of the "
                               "run went on without waiting for it, so what agents recalled "
                               "may differ between runs")

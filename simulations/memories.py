@@ -54,15 +54,23 @@ class MemoryTables:
         return self._one(f"SELECT position FROM {TRACKING} WHERE name = %s", (PROJECTION,))
 
     async def caught_up(self, wait: float) -> bool:
-        """Wait until the projection took in the log as it is now; False if it did not within
-        ``wait`` seconds (or there is no projection)."""
+        """Wait until the projection took in the log as it is now; False if it stopped
+        advancing for ``wait`` seconds (or there is no projection).
+
+        The projection runs below the write path's CPU priority, so under a busy run it falls
+        behind and catches up afterwards: a wait that is still making progress goes on.
+        """
         head = await asyncio.to_thread(self.head)
         deadline = time.monotonic() + wait
         delay = POLL
+        last: int | None = None
         while True:
             position = await asyncio.to_thread(self.position)
             if position is not None and position >= head:
                 return True
+            if position is not None and (last is None or position > last):
+                last = position
+                deadline = time.monotonic() + wait
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(delay)

@@ -227,7 +227,7 @@ class Run:
         if tables is None:
             return None
         if not await tables.caught_up(self.plan.run.settle_seconds):
-            self.context.warn("the memory projection did not catch up with the run within "
+            self.context.warn("the memory projection stopped catching up with the run for "
                               f"{self.plan.run.settle_seconds:g} s: memory growth counts only "
                               "what the agents' memory streams recorded")
             return None
