@@ -279,6 +279,14 @@ class Worker:
             q.redis.xack(q.stream, GROUP, entry)  # a redelivery of something finished
             q.redis.xdel(q.stream, entry)
             return
+        if not _whole(fields):
+            # Not a job this queue enqueued (its record lacks id, kind or a JSON payload):
+            # nothing can run it, and a retry would fail the same way.
+            log.warning("job entry %s names %r, whose record is not a job (fields %s); "
+                        "dropped", entry, job_id, sorted(fields))
+            q.redis.xack(q.stream, GROUP, entry)
+            q.redis.xdel(q.stream, entry)
+            return
         attempts = int(q.redis.hincrby(key, "attempts", 1))
         q.redis.hset(key, mapping={"status": "processing", "consumer": self.consumer,
                                    "updated_at": time.time()})
@@ -307,6 +315,16 @@ class Worker:
         q._complete(keys=[key, q.stream], args=[entry, json.dumps(result, default=str),
                                                time.time(),
                                                KEEP_SECONDS])
+
+
+def _whole(fields: dict[str, str]) -> bool:
+    """Whether a job's hash holds what ``Job.from_hash`` needs."""
+    if not all(fields.get(name) for name in ("id", "kind", "payload")):
+        return False
+    try:
+        return isinstance(json.loads(fields["payload"]), dict)
+    except ValueError:
+        return False
 
 
 class _Heartbeat:

@@ -59,10 +59,12 @@ def test_titles_and_summaries_are_made_by_jobs_and_recorded_once(
 
         # Planning again asks for nothing new; a redelivered job records nothing twice.
         assert plan(reader, queue, summary_every=4, rooms=[name]) == []
-        queue.redis.hset(queue.key(f"title:{name}"), "status", "processing")
-        queue.redis.xadd(queue.stream, {"job": f"title:{name}"})
+        # (One this test asked for: the platform may have made the title itself.)
+        again = asked[0]
+        queue.redis.hset(queue.key(again), "status", "processing")
+        queue.redis.xadd(queue.stream, {"job": again})
         wait_until(lambda: worker.work_once(block=0.05) and
-                   queue.get(f"title:{name}").status == "completed", "the redelivery")
+                   queue.get(again).status == "completed", "the redelivery")
         recorded = [type(e).__name__ for e in store.events(thread_id(name))]
         assert recorded == ["ThreadOpened", "TitleGenerated", "SummaryGenerated"]
         assert store.exists(room_id(name))

@@ -52,6 +52,15 @@ def test_a_job_whose_worker_is_killed_mid_job_is_redelivered_and_completed_once(
     assert effects.get(f"{prefix}:effect:{job_id}") == "1"
     assert queue.redis.xpending(queue.stream, "workers")["pending"] == 0
     assert queue.counts()["completed"] == 1
+
+    # An entry naming a record that is not a job (no id, kind or payload) is dropped, not
+    # raised out of the worker, and the worker goes on with the next entry.
+    queue.redis.hset(queue.key("stray"), mapping={"status": "processing"})
+    queue.redis.xadd(queue.stream, {"job": "stray"})
+    second = queue.enqueue("count", {"n": 2})
+    assert worker.work_once() == 2
+    assert queue.get(second).status == "completed"
+    assert queue.redis.xpending(queue.stream, "workers")["pending"] == 0
     queue.close()
 
 
