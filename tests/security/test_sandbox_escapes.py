@@ -122,7 +122,7 @@ async def test_a_timed_out_run_leaves_no_process(raw: Sandbox, token: str) -> No
     code = NAME_PROCESS.format(token=token) + (
         "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        os.setsid()\n"
         "        break\nprint('waiting', flush=True)\nwhile True: time.sleep(1)\n")
-    run = await raw.run(code, 0.5)
+    run = await raw.run(code, 2.0)  # long enough to start under load
     assert run.timed_out and "waiting" in run.stdout
     assert processes_named(token) == []
 
@@ -337,7 +337,7 @@ async def test_the_standard_library_arithmetic_and_files_work(hooked: Sandbox) -
 async def test_output_up_to_the_cap_and_a_clear_timeout(hooked: Sandbox) -> None:
     full = await hooked.run(f"print('y' * {LIMITS.output_bytes - 1})", 5)
     over = await hooked.run(f"print('y' * {LIMITS.output_bytes})", 5)
-    slow = await hooked.run("print('started', flush=True)\nwhile True: pass", 0.5)
+    slow = await hooked.run("print('started', flush=True)\nwhile True: pass", 2.0)
     assert len(full.stdout) == LIMITS.output_bytes and not full.truncated
     assert len(over.stdout) == LIMITS.output_bytes and over.truncated
     assert slow.timed_out and slow.stdout == "started\n"
