@@ -33,6 +33,7 @@ bench: install
 	$(PY) -m bench.fanout
 	$(PY) -m bench.turn_overhead
 	$(PY) -m bench.memory
+	$(PY) -m bench.rooms
 	$(PY) -m bench.simulate
 	$(PY) -m bench.projections
 	$(PY) -m bench.slow_reader

@@ -12,13 +12,23 @@ from typing import Any
 import ray
 
 from actors import directory
+from actors.reminders import reminder_book
 from actors.turns import TurnRunner
 from domain.agents import Agent
 from domain.definitions import AgentDefinition, build
 from domain.errors import Conflict, Invalid, NotFound, SalonError
 from domain.exports import streams_of
 from domain.ids import agent_id, new_id, user_id
-from domain.turns import Manners, RoomView, Trigger, timed_triggers, triggers_for
+from domain.turns import (
+    Manners,
+    RoomView,
+    Trigger,
+    next_due,
+    restore_timers,
+    timed_triggers,
+    timers_of,
+    triggers_for,
+)
 from infra.bus import RoomBus
 from infra.llm.registry import check_definition
 from infra.memories import MemoryStore
@@ -46,7 +56,7 @@ class AgentCore:
     """Queues triggers and runs one turn at a time, recording every step as an event.
 
     Runs as its own Ray actor (``AgentActor``) or, when many agents must share processes,
-    inside an ``AgentHost`` (see hosts.py); either way it is the only writer of its stream.
+    on a shared ``Host`` (see hosts.py); either way it is the only writer of its stream.
     """
 
     def __init__(self, name: str, settings: Settings, store: EventStore | None = None,
@@ -66,6 +76,9 @@ class AgentCore:
         self.worker: asyncio.Task[None] | None = None
         self.ticker: asyncio.Task[None] | None = None
         self._memory: AgentMemory | None = None
+        # Durable reminders (reminders.py): timer state read back once, rows as last written.
+        self._seeded = False
+        self._kept: dict[str, tuple[float | None, dict[str, Any]]] = {}
         if self.agent is not None and self.agent.open_turns():
             # A turn cut short by a crash is closed honestly rather than left hanging.
             for turn_id in self.agent.open_turns():
@@ -173,6 +186,7 @@ class AgentCore:
                              policy: dict[str, Any] | None = None) -> int:
         """Take in new room events; queue the turns they call for. Returns how many."""
         agent = self._agent()
+        await self._seed(agent.spec)
         view = self._view(room)
         if policy is not None:
             view.policy = dict(policy)
@@ -187,20 +201,47 @@ class AgentCore:
     async def tick(self, now: float | None = None) -> int:
         """Check the timed triggers (idle room, schedule) at ``now`` (the clock by default)."""
         agent = self._agent()
+        await self._seed(agent.spec)
+        moment = self.clock() if now is None else now
         if agent.status != "active":
+            await self._keep(moment)
             return 0
         manners = manners_of(agent.spec)
-        moment = self.clock() if now is None else now
         found = [t for room, view in self.views.items()
                  for t in timed_triggers(manners, room, view, moment)]
         for trigger in found:
             self._enqueue(new_id(), trigger)
+        self._ensure_ticker(agent.spec)
+        await self._keep(moment)
         return len(found)
 
     def _ensure_ticker(self, spec: AgentDefinition) -> None:
-        timed = spec.idle_after_seconds is not None or spec.every_seconds is not None
-        if timed and (self.ticker is None or self.ticker.done()):
+        if _timed(spec) and (self.ticker is None or self.ticker.done()):
             self.ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _seed(self, spec: AgentDefinition) -> None:
+        """A timed agent takes back its timer state once, when it becomes active."""
+        if self._seeded or not _timed(spec):
+            return
+        self._seeded = True
+        kept = await asyncio.to_thread(reminder_book(self.settings).load, self.name)
+        for room, timers in kept.items():
+            restore_timers(self._view(room), timers)
+
+    async def _keep(self, now: float) -> None:
+        """Write the timer rows that changed (due never while the agent is not active)."""
+        agent = self.agent
+        if agent is None or not _timed(agent.spec):
+            return
+        await self._seed(agent.spec)  # rows of rooms this core has not heard from yet
+        manners = manners_of(agent.spec)
+        rows = {room: (next_due(manners, view, now) if agent.status == "active" else None,
+                       timers_of(view)) for room, view in self.views.items()}
+        changed = {room: row for room, row in rows.items() if self._kept.get(room) != row}
+        if not changed:
+            return
+        await asyncio.to_thread(reminder_book(self.settings).write, self.name, changed)
+        self._kept.update(changed)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -246,6 +287,7 @@ class AgentCore:
         await self._halt("paused")
         agent.pause(by)
         await self.save()
+        await self._keep(self.clock())
         return await self.info()
 
     async def stop(self, by: str, is_admin: bool = False, reason: str = "") -> dict[str, Any]:
@@ -255,6 +297,7 @@ class AgentCore:
         await self._halt("stopped")
         agent.stop(by, reason)
         await self.save()
+        await self._keep(self.clock())
         return await self.info()
 
     async def resume(self, by: str, is_admin: bool = False) -> dict[str, Any]:
@@ -264,6 +307,9 @@ class AgentCore:
         agent.resume(by)
         await self.save()
         await self._mute_rooms(False)
+        await self._seed(agent.spec)
+        self._ensure_ticker(agent.spec)
+        await self._keep(self.clock())
         return await self.info()
 
     async def _halt(self, why: str) -> None:
@@ -324,6 +370,21 @@ class AgentCore:
     async def ping(self) -> str:
         return "pong"
 
+    # -- virtual actor ------------------------------------------------------------------
+
+    def quiet(self) -> bool:
+        """Whether no turn is queued, running or open, so the host may passivate this agent."""
+        working = bool(self.queue) or (self.worker is not None and not self.worker.done())
+        return not working and not (self.agent is not None and self.agent.open_turns())
+
+    async def passivate(self) -> None:
+        """Keep the timers as durable reminders, end the ticker, snapshot the stream."""
+        if self.ticker is not None:
+            self.ticker.cancel()
+        await self._keep(self.clock())
+        if self.agent is not None:
+            await asyncio.to_thread(self.store.snapshot, self.id, self.agent.version)
+
 
 _memory_stores: dict[str, MemoryStore] = {}
 _memory_lock = threading.Lock()
@@ -335,6 +396,10 @@ def memory_store(database_url: str) -> MemoryStore:
         if database_url not in _memory_stores:
             _memory_stores[database_url] = MemoryStore(database_url)
         return _memory_stores[database_url]
+
+
+def _timed(spec: AgentDefinition) -> bool:
+    return spec.idle_after_seconds is not None or spec.every_seconds is not None
 
 
 def _validated(definition: dict[str, Any]) -> AgentDefinition:

@@ -29,6 +29,11 @@ class GroupCommitter:
         self._settled: list[asyncio.Future[None]] = []
         self._delivering: asyncio.Task[None] | None = None
 
+    def idle(self) -> bool:
+        """Whether nothing is being saved or delivered."""
+        return not self._running and not self._queue and \
+            (self._delivering is None or self._delivering.done())
+
     async def settle(self) -> None:
         """Return once every event handed in so far is saved (or failed) and delivered."""
         if self._running:

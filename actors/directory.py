@@ -9,7 +9,7 @@ import ray
 from infra.settings import Settings
 
 
-def _options(kind: str, name: str, settings: Settings) -> dict[str, Any]:
+def options(kind: str, name: str, settings: Settings) -> dict[str, Any]:
     return {
         "name": f"{kind}:{name}",
         "namespace": settings.namespace,
@@ -23,28 +23,44 @@ def _options(kind: str, name: str, settings: Settings) -> dict[str, Any]:
 
 
 def room(name: str, settings: Settings) -> Any:
-    """The actor of room ``name``, activated if it is not running."""
+    """The actor of room ``name`` (or its place on a shared host), activated if needed."""
+    if settings.room_hosts > 0:
+        from actors.hosts import Hosted, host
+
+        return Hosted(host("room", name, settings, settings.room_hosts), name)
     from actors.rooms import RoomActor
 
-    return RoomActor.options(**_options("room", name, settings)).remote(name, settings)
+    return RoomActor.options(**options("room", name, settings)).remote(name, settings)
 
 
 def agent(name: str, settings: Settings) -> Any:
     """The actor of agent ``name`` (or its place on a shared host), activated if needed."""
     if settings.agent_hosts > 0:
-        from actors.hosts import AgentHost, HostedAgent, host_index
+        from actors.hosts import Hosted, host
 
-        index = host_index(name, settings.agent_hosts)
-        host = AgentHost.options(**_options("agent-host", str(index), settings)).remote(
-            index, settings)
-        return HostedAgent(host, name)
+        return Hosted(host("agent", name, settings, settings.agent_hosts), name)
     from actors.agents import AgentActor
 
-    return AgentActor.options(**_options("agent", name, settings)).remote(name, settings)
+    return AgentActor.options(**options("agent", name, settings)).remote(name, settings)
 
 
 def running(kind: str, name: str, settings: Settings) -> Any | None:
-    """The actor of ``kind:name`` if it is active, else None (never activates)."""
+    """The actor of ``kind:name`` if it is active, else None (never activates).
+
+    On a shared host the answer is a handle whose calls do nothing (answer None) while the
+    core is passive, so asking costs no call here.
+    """
+    hosts = settings.room_hosts if kind == "room" else settings.agent_hosts if \
+        kind == "agent" else 0
+    if hosts > 0:
+        from actors.hosts import Hosted, host_index
+
+        try:
+            handle = ray.get_actor(f"{kind}-host:{host_index(name, hosts)}",
+                                   namespace=settings.namespace)
+        except ValueError:
+            return None
+        return Hosted(handle, name, activate=False)
     try:
         return ray.get_actor(f"{kind}:{name}", namespace=settings.namespace)
     except ValueError:

@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from actors import directory
-from actors.hosts import HostedAgent
+from actors.hosts import Hosted
 from infra.settings import Settings
 
 DORMANT_AT_ONCE = 8
@@ -44,7 +44,7 @@ def running_agents(settings: Settings) -> dict[str, Any]:
                 continue
     for host, names in zip(hosts, ray.get([h.hosted.remote() for h in hosts]), strict=True):
         for name in names:
-            found.setdefault(name, HostedAgent(host, name))
+            found.setdefault(name, Hosted(host, name))
     return found
 
 

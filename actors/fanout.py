@@ -36,6 +36,10 @@ class AgentFanout:
         if sender is None or sender.done():
             self.senders[agent] = asyncio.get_running_loop().create_task(self._send(agent))
 
+    def idle(self) -> bool:
+        """Whether nothing is queued or being handed over."""
+        return not self.pending and all(t.done() for t in self.senders.values())
+
     async def settle(self) -> None:
         """Return once every queued batch has been handed over (or failed)."""
         while self.senders:

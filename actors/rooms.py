@@ -1,4 +1,8 @@
-"""RoomActor: the single writer of one room's stream, and its delivery to agents and gateways."""
+"""RoomCore: the single writer of one room's stream, and its delivery to agents and gateways.
+
+It runs as a Ray actor of its own (``RoomActor``) or, with ``SALON_ROOM_HOSTS``, on a shared
+host process that activates and passivates it (hosts.py).
+"""
 
 from __future__ import annotations
 
@@ -31,18 +35,19 @@ def _missing(name: str) -> str:
     return f"room {name!r} does not exist; `salon rooms list` shows the rooms you can join"
 
 
-@ray.remote
-class RoomActor:
+class RoomCore:
     """Loads its room from the log, applies one command at a time, group-commits, fans out."""
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: Settings, store: EventStore | None = None,
+                 bus: RoomBus | None = None) -> None:
         self.name = name
         self.settings = settings
         self.id = room_id(name)
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
-        self.store = EventStore(settings.database_url, settings.snapshot_interval,
-                                create_tables=False)
-        self.bus = RoomBus(settings.redis_url)
+        # A host shares one store and one bus among its rooms.
+        self.store = store or EventStore(settings.database_url, settings.snapshot_interval,
+                                         create_tables=False)
+        self.bus = bus or RoomBus(settings.redis_url)
         self.room: Room | None = self._load()
         # Events up to here are not handed to agents (a fork's or an import's copied prefix).
         self.agents_from = 0
@@ -341,3 +346,21 @@ class RoomActor:
 
     async def ping(self) -> str:
         return "pong"
+
+    # -- virtual actor ------------------------------------------------------------------
+
+    def quiet(self) -> bool:
+        """Whether nothing is in flight, so the host may passivate this room. A re-run keeps
+        its recorded order in memory, so a re-run room stays active."""
+        return self.committer.idle() and self.fanout.idle() and \
+            (self.room is None or self.room.rerun_of is None)
+
+    async def passivate(self) -> None:
+        """Snapshot the room, so activating it again reads no more than the snapshot."""
+        if self.room is not None:
+            await asyncio.to_thread(self.store.snapshot, self.id, self.room.version)
+
+
+@ray.remote
+class RoomActor(RoomCore):
+    """One room in a process of its own."""

@@ -26,8 +26,8 @@ What is measured, in one process run so every figure shares one machine state:
 
    - ``actor ping, no write``: the same call pattern with the actor's no-op ``ping``: what
      Ray alone costs per call, the ceiling for anything that goes through an actor;
-   - ``RoomActor code, no Ray``: the same ``RoomActor`` class, instantiated in this process
-     (the plain class behind ``@ray.remote``) and awaited directly, against the platform's
+   - ``RoomActor code, no Ray``: the same room code (``RoomCore``, the plain class behind
+     ``RoomActor``), instantiated in this process and awaited directly, against the platform's
      PostgreSQL and Valkey: the actor's own cost (group commit, saves, Redis publish);
    - ``raw insert+commit (platform's PostgreSQL)``: the first line again, on the platform's
      server with Ray and everything up, to show how much the two servers and the load differ.
@@ -62,7 +62,7 @@ import psycopg
 import ray
 
 from actors import directory
-from actors.rooms import RoomActor
+from actors.rooms import RoomCore
 from bench import per_second, quiet
 from domain.ids import new_id, room_id
 from domain.rooms import Room
@@ -257,15 +257,14 @@ def ray_figures(settings: Settings, runs: list[Run], repeat: int) -> list[Figure
 
 
 async def in_process_figures(settings: Settings, runs: list[Run], repeat: int) -> list[Figure]:
-    """The same RoomActor code called directly in this process: its cost without Ray.
+    """The same room code called directly in this process: its cost without Ray.
 
-    Uses the plain class behind ``@ray.remote`` (``__ray_metadata__`` is a Ray internal) with
-    the platform's PostgreSQL and Valkey, on a room of its own.
+    Uses ``RoomCore``, the plain class behind ``RoomActor``, with the platform's PostgreSQL
+    and Valkey, on a room of its own.
     """
     assert settings.database_url is not None
-    plain = RoomActor.__ray_metadata__.modified_class
     name = f"bench-plain-{new_id()[:8]}"
-    actor = plain(name, settings)
+    actor = RoomCore(name, settings)
 
     async def posts(count: int, window: int) -> None:
         for start in range(0, count, window):

@@ -145,6 +145,45 @@ def timed_triggers(manners: Manners, room: str, view: RoomView, now: float) -> l
     return found
 
 
+TIMER_FIELDS = ("last_event_at", "last_position", "last_author", "idle_fired_at",
+                "last_scheduled_at")
+
+
+def timers_of(view: RoomView) -> dict[str, Any]:
+    """What ``timed_triggers`` reads from a view: the part a durable reminder keeps."""
+    return {name: getattr(view, name) for name in TIMER_FIELDS}
+
+
+def restore_timers(view: RoomView, timers: dict[str, Any]) -> None:
+    """Put kept timer state back into a fresh view (newer state in ``view`` wins)."""
+    at, position = timers.get("last_event_at"), timers.get("last_position")
+    if isinstance(position, int) and position > view.last_position:
+        view.last_position = position
+        view.last_author = timers.get("last_author") if isinstance(
+            timers.get("last_author"), str) else None
+        if isinstance(at, (int, float)):
+            view.last_event_at = float(at)
+    fired = timers.get("idle_fired_at")
+    if isinstance(fired, int) and fired > view.idle_fired_at:
+        view.idle_fired_at = fired
+    scheduled = timers.get("last_scheduled_at")
+    if isinstance(scheduled, (int, float)) and view.last_scheduled_at is None:
+        view.last_scheduled_at = float(scheduled)
+
+
+def next_due(manners: Manners, view: RoomView, now: float) -> float | None:
+    """When ``timed_triggers`` will next find something in this view (None: never, until a
+    new room event)."""
+    due: list[float] = []
+    if manners.idle_after_seconds is not None and view.last_event_at is not None \
+            and view.idle_fired_at < view.last_position and view.last_author != manners.name:
+        due.append(view.last_event_at + manners.idle_after_seconds)
+    if manners.every_seconds is not None:
+        due.append(now if view.last_scheduled_at is None
+                   else view.last_scheduled_at + manners.every_seconds)
+    return min(due) if due else None
+
+
 def _chatty(manners: Manners, view: RoomView, text: str, now: float) -> bool:
     if manners.chattiness <= 0:
         return False

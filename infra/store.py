@@ -151,6 +151,15 @@ class EventStore:
                     last % self.snapshot_interval == 0:
                 self.app.take_snapshot(aggregate_id, version=last)
 
+    def snapshot(self, aggregate_id: UUID, version: int) -> bool:
+        """Snapshot the stream at ``version`` unless its newest snapshot is there already."""
+        newest = list(self.app.snapshots.get(aggregate_id, desc=True, limit=1)) \
+            if self.app.snapshots is not None else []
+        if newest and int(newest[0].originator_version) >= version:
+            return False
+        self.app.take_snapshot(aggregate_id, version=version)
+        return True
+
     def events(self, aggregate_id: UUID, after: int = 0, up_to: int | None = None,
                limit: int | None = None, newest: bool = False) -> list[Any]:
         """Domain events of one stream with ``after < version <= up_to``, oldest first."""

@@ -74,6 +74,7 @@ class Platform:
         self.running: Running | None = None
         self.projections: Any = None
         self.stop_memory: Callable[[], None] | None = None
+        self.stop_reminders: Callable[[], None] | None = None
 
     def start(self) -> Running:
         """Start every part; returns where the gateway listens and the admin token."""
@@ -91,6 +92,7 @@ class Platform:
         self._start_ray(settings)
         self._start_projections(settings)
         self._start_memory(settings)
+        self._start_reminders(settings)
         accounts = Accounts(self.store, self.settings.token_days)
         token = self._admin_token(accounts)
         self.gateway = Gateway(settings, self.store, accounts)
@@ -132,6 +134,12 @@ class Platform:
             projection = MemoryProjection(settings.database_url,
                                           embedder=RemoteEmbedder(settings))
             self.stop_memory = projection.start()
+
+    def _start_reminders(self, settings: Settings) -> None:
+        """Wake agents whose timers are due, also after a restart or a passivation."""
+        from actors.reminders import Reminders
+
+        self.stop_reminders = Reminders(settings).start()
 
     def _start_projections(self, settings: Settings) -> None:
         """Follow the log into the read models, and work background jobs, each in a Ray actor."""
@@ -203,6 +211,9 @@ class Platform:
             if self.thread is not None:
                 self.thread.join(timeout=10)
             self.gateway = None
+        if self.stop_reminders is not None:
+            self.stop_reminders()
+            self.stop_reminders = None
         if self.stop_memory is not None:
             self.stop_memory()
             self.stop_memory = None

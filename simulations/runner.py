@@ -32,6 +32,7 @@ from typing import Any
 import ray
 
 from actors import directory
+from actors.hosts import Hosted
 from domain.errors import Invalid, SalonError
 from domain.ids import agent_id
 from domain.memories import memory_stream_id
@@ -247,11 +248,17 @@ class Run:
                         self.context.warnings.append(f"could not pause timed agent {name!r} "
                                                      f"after the run: {_reason(error)}")
         kinds = [("room", self.names.room(n)) for n in self.plan.rooms]
-        if not hosted:
-            kinds += [("agent", self.names.agent(n)) for n in self.plan.agents]
+        kinds += [("agent", self.names.agent(n)) for n in self.plan.agents]
         for kind, name in kinds:
             handle = directory.running(kind, name, self.settings)
-            if handle is not None:
+            if isinstance(handle, Hosted):
+                # On a shared host: the core is passivated, the host stays for others.
+                try:
+                    await handle.host.passivate.remote(name)
+                except Exception as error:  # noqa: BLE001 - best effort on the way out
+                    self.context.warnings.append(f"could not passivate {kind} {name!r} "
+                                                 f"after the run: {_reason(error)}")
+            elif handle is not None:
                 ray.kill(handle, no_restart=True)
 
 
