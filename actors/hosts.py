@@ -19,6 +19,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import ray
@@ -124,7 +125,8 @@ class Host:
         """How many cores are active or going passive, and how many were passivated since the
         host started."""
         return {"kind": self.kind, "index": self.index, "active": len(self.slots),
-                "passivating": len(self.passivating), "passivated": self.passivated}
+                "passivating": len(self.passivating), "passivated": self.passivated,
+                "pss_bytes": _own_pss()}
 
     async def passivate(self, name: str | None = None, idle_for: float = 0.0) -> list[str]:
         """Passivate ``name`` (or every core) if idle for ``idle_for`` seconds and quiet."""
@@ -161,6 +163,17 @@ class Host:
                 await self.passivate(idle_for=idle)
             except Exception:  # noqa: BLE001 - the reaper must survive a bad round
                 log.exception("the %s host %d could not passivate", self.kind, self.index)
+
+
+def _own_pss() -> int | None:
+    """This process's proportional set size in bytes (None where /proc cannot say)."""
+    try:
+        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def host(kind: Kind, name: str, settings: Settings, count: int) -> Any:

@@ -10,15 +10,17 @@ What is measured, in one run:
    after, divided by the rooms). The baseline every hosted figure is compared with.
 2. ``hosted``: ``--rooms`` rooms on ``--hosts`` host processes (``SALON_ROOM_HOSTS``):
    created per second (``--window`` calls in flight), one message posted into each, the
-   processes they take (named actors of the installation) and memory per room while active.
+   host processes they take and the hosts' memory (PSS, as each host reads its own
+   ``smaps_rollup``) per room while active.
 3. ``passivated``: with ``SALON_IDLE_SECONDS=--idle`` every host passivates its idle rooms:
-   how long until none is active, and the memory per room afterwards.
+   how long until none is active, and the hosts' memory per room afterwards.
 4. ``reactivation``: ``--sample`` passive rooms picked at random get a message, one at a time:
    the first call activates the room from its snapshot (``cold``); a second message right after
    finds it active (``warm``). p50/p99 of each, and cold/warm.
 
-Memory figures are machine-wide and move with everything else on the machine: read them as
-orders of magnitude, and compare lines of one run.
+The own-process memory figure is machine-wide and moves with everything else on the machine:
+read it as an order of magnitude. Host figures include each host's fixed cost (the Python
+interpreter, Ray's worker runtime, the libraries), which is what passivation cannot release.
 """
 
 from __future__ import annotations
@@ -84,7 +86,6 @@ def own_processes(base: Settings, count: int) -> dict[str, float]:
 
 def hosted(base: Settings, count: int, window: int) -> dict[str, Any]:
     settings = base
-    before = settle_memory()
     start = time.perf_counter()
     windowed([lambda i=i: directory.room(f"room-{i}", settings).create.remote("owner")
               for i in range(count)], window)
@@ -93,17 +94,16 @@ def hosted(base: Settings, count: int, window: int) -> dict[str, Any]:
     windowed([lambda i=i: directory.room(f"room-{i}", settings).post.remote("owner", "hello")
               for i in range(count)], window)
     posted = time.perf_counter() - start
-    active = settle_memory()
     hosts = [ray.get_actor(n, namespace=settings.namespace) for n in named(settings)
              if n.startswith("room-host:")]
     stats = ray.get([h.stats.remote() for h in hosts])
     return {"rooms_per_s": count / created, "posts_per_s": count / posted,
-            "processes": len(named(settings)), "hosts": hosts,
+            "processes": len(hosts), "hosts": hosts,
             "active_cores": sum(s["active"] for s in stats),
-            "mib_per_room": (active - before) / count / MIB, "before": before}
+            "host_mib": sum(s["pss_bytes"] or 0 for s in stats) / MIB}
 
 
-def passivation(hosts: list[Any], count: int, before: int, deadline: float) -> dict[str, float]:
+def passivation(hosts: list[Any], deadline: float) -> dict[str, float]:
     start = time.perf_counter()
     while True:
         stats = ray.get([h.stats.remote() for h in hosts])
@@ -113,9 +113,10 @@ def passivation(hosts: list[Any], count: int, before: int, deadline: float) -> d
             raise SystemExit(f"rooms still active after {deadline:g} s: {stats}")
         time.sleep(0.5)
     seconds = time.perf_counter() - start
-    after = settle_memory()
+    time.sleep(2.0)
+    stats = ray.get([h.stats.remote() for h in hosts])
     return {"seconds": seconds, "passivated": float(sum(s["passivated"] for s in stats)),
-            "mib_per_room": (after - before) / count / MIB}
+            "host_mib": sum(s["pss_bytes"] or 0 for s in stats) / MIB}
 
 
 def reactivation(settings: Settings, count: int, sample: int) -> dict[str, float]:
@@ -155,18 +156,18 @@ def main() -> None:
             print(f"own process   {args.own:>6} rooms  {own['rooms_per_s']:8.1f} rooms/s  "
                   f"{own['mib_per_room']:7.2f} MiB/room  {args.own} processes", flush=True)
             found = hosted(settings, args.rooms, args.window)
+            per_room = found["host_mib"] / args.rooms
             print(f"hosted        {args.rooms:>6} rooms  {found['rooms_per_s']:8.1f} rooms/s  "
-                  f"{found['mib_per_room']:7.3f} MiB/room  {found['processes']} processes "
-                  f"({found['active_cores']} active)  posts {found['posts_per_s']:.0f}/s",
-                  flush=True)
+                  f"{per_room:7.3f} MiB/room  {found['processes']} host processes, "
+                  f"{found['host_mib']:.0f} MiB ({found['active_cores']} rooms active)  "
+                  f"posts {found['posts_per_s']:.0f}/s", flush=True)
             print(f"  vs own      creation x{found['rooms_per_s'] / own['rooms_per_s']:.1f}  "
-                  f"memory per room x{found['mib_per_room'] / own['mib_per_room']:.3f}",
-                  flush=True)
-            passive = passivation(found["hosts"], args.rooms, found["before"],
-                                  deadline=args.idle * 4 + 120)
+                  f"memory per room x{per_room / own['mib_per_room']:.4f}", flush=True)
+            passive = passivation(found["hosts"], deadline=args.idle * 4 + 120)
             print(f"passivated    {passive['passivated']:>6.0f} rooms  in "
                   f"{passive['seconds']:.1f} s after the last call (idle {args.idle:g} s)  "
-                  f"{passive['mib_per_room']:7.3f} MiB/room", flush=True)
+                  f"hosts {passive['host_mib']:.0f} MiB "
+                  f"({passive['host_mib'] / args.rooms:.3f} MiB/room)", flush=True)
             wake = reactivation(settings, args.rooms, args.sample)
             print(f"reactivation  {args.sample:>6} rooms  cold p50 {wake['cold_p50']:.2f} ms "
                   f"p99 {wake['cold_p99']:.2f} ms  warm p50 {wake['warm_p50']:.2f} ms p99 "
