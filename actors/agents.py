@@ -266,10 +266,23 @@ class AgentCore:
         if self.worker is None or self.worker.done():
             self.worker = asyncio.get_running_loop().create_task(self._work())
 
+    async def _rules(self, room: str) -> None:
+        """A view that no delivery filled yet (the agent was activated by a call or a timer)
+        asks its room for the rules, so overrides and re-runs hold for this turn too."""
+        view = self._view(room)
+        if view.policy:
+            return
+        try:
+            view.policy = dict(await directory.room(room, self.settings).rules.remote())
+        except Exception as error:  # noqa: BLE001 - the turn goes on and records what fails
+            log.warning("agent %s could not read the rules of room %s: %s", self.name, room,
+                        error)
+
     async def _work(self) -> None:
         while self.queue:
             turn_id, trigger = self.queue.pop(0)
             try:
+                await self._rules(trigger.room)
                 await TurnRunner(self, turn_id, trigger).run()
             except asyncio.CancelledError:
                 return

@@ -222,6 +222,10 @@ class RoomCore:
                 "position": room.position, "archived": room.archived,
                 "direct": room.name.startswith(RESERVED_ROOM_PREFIXES)}
 
+    async def rules(self) -> dict[str, Any]:
+        """What agents need to know of this room to act (as each delivery carries it)."""
+        return self._room().rules()
+
     async def head(self) -> int:
         """The position of the newest committed event."""
         return self._room().position

@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=50, help="agent turns per room")
     parser.add_argument("--hosts", type=int, default=4,
                         help="agent host processes (0: one process per agent)")
+    parser.add_argument("--room-hosts", type=int, default=4,
+                        help="room host processes (0: one process per room)")
     parser.add_argument("--memory", action="store_true",
                         help="agents recall, reflect and extract facts (the default memory "
                              "settings); without it they only record what they hear")
@@ -148,7 +150,8 @@ def main() -> None:
         try:
             running = platform.start()
             assert platform.store is not None
-            settings = running.settings.model_copy(update={"agent_hosts": args.hosts})
+            settings = running.settings.model_copy(update={"agent_hosts": args.hosts,
+                                                           "room_hosts": args.room_hosts})
             started = time.monotonic()
             simulation = asyncio.run(run_scenario(
                 settings, platform.store, scenario, out=Path(tmp) / "simulations",
@@ -160,7 +163,8 @@ def main() -> None:
     wall = run["wall_seconds"]
     turns = sum(o["agent_turns"] for o in run["outcomes"].values())
     print(f"{args.agents} agents in {args.rooms} rooms, {args.turns} turns per room, "
-          f"{args.hosts} agent hosts, {'full' if args.memory else 'recording-only'} memory: "
+          f"{args.hosts} agent hosts, {args.room_hosts} room hosts, "
+          f"{'full' if args.memory else 'recording-only'} memory: "
           f"{run['status']}" +
           (f" ({run['error']})" if run["error"] else ""))
     print("phases (s):       " + "  ".join(f"{k} {v:.1f}" for k, v in wall.items()))

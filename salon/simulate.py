@@ -53,8 +53,9 @@ def platform_services(settings: Settings) -> Iterator[Services]:
     try:
         running = platform.start()
         assert platform.store is not None
-        # Keep the caller's agent_hosts: the CLI picks it by the size of the scenario.
-        resolved = running.settings.model_copy(update={"agent_hosts": settings.agent_hosts})
+        # Keep the caller's hosts: the CLI picks them by the size of the scenario.
+        resolved = running.settings.model_copy(update={"agent_hosts": settings.agent_hosts,
+                                                       "room_hosts": settings.room_hosts})
         platform.write_runfile()
         yield Services(resolved, platform.store, running.login_url)
     finally:

@@ -99,10 +99,13 @@ def simulate_group(engine: Engine) -> click.Group:
     @click.option("--agent-hosts", type=click.IntRange(0, 256), default=None,
                   help="host processes shared by the agents (0: one per agent); "
                        f"SALON_AGENT_HOSTS, or {AUTO_HOSTS} above {AUTO_HOSTS_ABOVE} agents")
+    @click.option("--room-hosts", type=click.IntRange(0, 256), default=None,
+                  help="host processes shared by the rooms (0: one per room); "
+                       f"SALON_ROOM_HOSTS, or {AUTO_HOSTS} above {AUTO_HOSTS_ABOVE} rooms")
     @click.option("--quiet", is_flag=True, help="no progress bar")
     def run(scenario: str, seed: int | None, repetitions: int | None, out: Path | None,
             parallel: int | None, assignments: tuple[str, ...], agent_hosts: int | None,
-            quiet: bool) -> None:
+            room_hosts: int | None, quiet: bool) -> None:
         """Run SCENARIO (a .toml file or a bundled scenario's name) and write its report."""
         from simulations.progress import Silent, TextProgress
         from simulations.runner import simulate as run_all
@@ -120,7 +123,14 @@ def simulate_group(engine: Engine) -> click.Group:
                 hosts = AUTO_HOSTS
                 click.echo(f"note: up to {count} agents at once share {hosts} host processes "
                            "(--agent-hosts 0 gives each its own)", err=True)
-            settings = settings.model_copy(update={"agent_hosts": hosts})
+            rooms = room_hosts if room_hosts is not None else settings.room_hosts
+            count = max(len(v.plan.rooms) for v in loaded.variants) * \
+                (parallel or loaded.plan.run.parallel)
+            if room_hosts is None and rooms == 0 and count > AUTO_HOSTS_ABOVE:
+                rooms = AUTO_HOSTS
+                click.echo(f"note: up to {count} rooms at once share {rooms} host processes "
+                           "(--room-hosts 0 gives each its own)", err=True)
+            settings = settings.model_copy(update={"agent_hosts": hosts, "room_hosts": rooms})
             folder = out or default_out(settings)
             started = time.monotonic()
             with engine(settings) as services:

@@ -237,16 +237,16 @@ class Run:
         return {real[agent]: kinds for agent, kinds in found.items()}
 
     async def _release(self) -> None:
-        hosted = self.settings.agent_hosts > 0
-        if hosted:
-            for name, plan in self.plan.agents.items():
-                if plan.timed:
-                    try:
-                        await directory.agent(self.names.agent(name), self.settings) \
-                            .pause.remote(OWNER, True)
-                    except Exception as error:  # noqa: BLE001 - best effort on the way out
-                        self.context.warnings.append(f"could not pause timed agent {name!r} "
-                                                     f"after the run: {_reason(error)}")
+        # Timed agents are paused: a hosted one would keep ticking, and any would be woken by
+        # its durable reminder (actors/reminders.py) after the run.
+        for name, plan in self.plan.agents.items():
+            if plan.timed:
+                try:
+                    await directory.agent(self.names.agent(name), self.settings) \
+                        .pause.remote(OWNER, True)
+                except Exception as error:  # noqa: BLE001 - best effort on the way out
+                    self.context.warnings.append(f"could not pause timed agent {name!r} "
+                                                 f"after the run: {_reason(error)}")
         kinds = [("room", self.names.room(n)) for n in self.plan.rooms]
         kinds += [("agent", self.names.agent(n)) for n in self.plan.agents]
         for kind, name in kinds:
@@ -320,7 +320,8 @@ async def run_scenario(settings: Settings, store: EventStore, scenario: Scenario
         "description": scenario.plan.description, "source": scenario.source,
         "created_at": datetime.now(UTC).isoformat(), "finished_at": None, "status": "running",
         "seed": seed if seed is not None else scenario.plan.seed, "repetitions": count,
-        "agent_hosts": settings.agent_hosts, "measure": scenario.plan.metrics.measure,
+        "agent_hosts": settings.agent_hosts, "room_hosts": settings.room_hosts,
+        "measure": scenario.plan.metrics.measure,
         "variants": [{"index": v.index, "label": v.label, "assignments": v.assignments}
                      for v in scenario.variants],
         "runs": [r.record() for r in runs], "warnings": list(scenario.warnings)}

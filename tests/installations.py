@@ -18,7 +18,8 @@ from salon.simulate import platform_services
 from simulations.cli import Services
 
 
-def fresh_settings(settings: Settings, home: Path, hosts: int = 0) -> Settings:
+def fresh_settings(settings: Settings, home: Path, hosts: int = 0, room_hosts: int = 0,
+                   ) -> Settings:
     """Settings for a new database and namespace on the servers behind ``settings``."""
     url = settings.database_url
     assert url is not None
@@ -27,7 +28,7 @@ def fresh_settings(settings: Settings, home: Path, hosts: int = 0) -> Settings:
         conn.execute(f'CREATE DATABASE "{name}"')
     return settings.model_copy(update={"database_url": make_conninfo(url, dbname=name),
                                        "namespace": name, "agent_hosts": hosts,
-                                       "home": home})
+                                       "room_hosts": room_hosts, "home": home})
 
 
 def drop(settings: Settings, server_url: str) -> None:
@@ -46,12 +47,13 @@ def drop(settings: Settings, server_url: str) -> None:
 
 
 @contextmanager
-def fresh_services(platform: Platform, home: Path, hosts: int = 0) -> Iterator[Services]:
+def fresh_services(platform: Platform, home: Path, hosts: int = 0, room_hosts: int = 0,
+                   ) -> Iterator[Services]:
     """An installation of its own on the session's servers, removed afterwards."""
     assert platform.running is not None
     server = platform.running.settings
     assert server.database_url is not None
-    fresh = fresh_settings(server, home, hosts)
+    fresh = fresh_settings(server, home, hosts, room_hosts)
     try:
         with platform_services(fresh) as services:
             yield services

@@ -205,3 +205,22 @@ def test_a_paused_agent_is_never_due(platform: Platform, hosted: Settings, name:
     assert bot not in book.due(time.time() + 3600)
     ray.get(agent.resume.remote("admin", True))
     wait_for(lambda: bot in book.due(time.time() + 60), "the row to be due again")
+
+
+def test_an_agent_activated_by_a_call_follows_the_rooms_overrides(platform: Platform,
+                                                                   hosted: Settings,
+                                                                   name: str) -> None:
+    bot = f"{name}-planner"
+    agent = directory.agent(bot, hosted)
+    ray.get(agent.define.remote({"name": bot, "script": ["plan A"]}))
+    room = directory.room(name, hosted)
+    ray.get(room.create.remote("owner"))
+    ray.get(room.add_agent.remote(bot, "owner"))
+    ray.get(room.override_agent.remote(bot, {"script": ["plan B"]}, "owner"))
+    agents = ray.get_actor(f"agent-host:{host_index(bot, 2)}", namespace=hosted.namespace)
+    wait_for(lambda: ray.get(agents.stats.remote())["passivated"] >= 1
+             and bot not in ray.get(agents.hosted.remote()), "the agent's passivation")
+    # Woken by a call, not by a delivery: the agent asks the room for its rules.
+    ray.get(agent.invoke.remote(name, "owner"))
+    wait_for(lambda: said_by(platform, name, bot), "the invoked turn")
+    assert said_by(platform, name, bot) == ["plan B"]

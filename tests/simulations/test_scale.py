@@ -1,4 +1,5 @@
-"""Many agents: 200 agents in 20 rooms, sharing 4 host processes, 50 turns in each room."""
+"""Many agents: 200 agents in 20 rooms, sharing 4 agent and 2 room host processes, 50 turns in
+each room."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import ray
 
 from salon.platform import Platform
 from simulations.cli import Services
@@ -14,13 +16,13 @@ from simulations.scenarios import scenario_from_document
 from tests.installations import fresh_services
 from tests.simulations.conftest import run_all
 
-AGENTS, ROOMS, TURNS, HOSTS = 200, 20, 50, 4
+AGENTS, ROOMS, TURNS, HOSTS, ROOM_HOSTS = 200, 20, 50, 4, 2
 
 
 @pytest.fixture
 def crowd_services(platform: Platform, tmp_path: Path) -> Iterator[Services]:
     """An installation of its own: its host processes go with it."""
-    with fresh_services(platform, tmp_path / "home", hosts=HOSTS) as fresh:
+    with fresh_services(platform, tmp_path / "home", hosts=HOSTS, room_hosts=ROOM_HOSTS) as fresh:
         yield fresh
 
 
@@ -32,6 +34,18 @@ def test_two_hundred_agents_in_twenty_rooms_take_fifty_turns_each(crowd_services
     assert not simulation.failed, simulation.failed
     [run] = simulation.metrics["runs"]
     assert simulation.manifest["agent_hosts"] == HOSTS
+    assert simulation.manifest["room_hosts"] == ROOM_HOSTS
+    # Rooms and agents lived on the hosts alone, and were passivated after the run.
+    settings = crowd_services.settings
+    hosts = [ray.get_actor(e["name"], namespace=settings.namespace)
+             for e in ray.util.list_named_actors(all_namespaces=True)
+             if e["namespace"] == settings.namespace and "-host:" in e["name"]]
+    assert not [e["name"] for e in ray.util.list_named_actors(all_namespaces=True)
+                if e["namespace"] == settings.namespace and
+                str(e["name"]).startswith(("room:", "agent:"))]
+    stats = ray.get([h.stats.remote() for h in hosts])
+    assert sorted(s["kind"] for s in stats) == ["agent"] * HOSTS + ["room"] * ROOM_HOSTS
+    assert sum(s["active"] for s in stats if s["kind"] == "room") == 0
     assert len(run["agents"]) == AGENTS and len(run["rooms"]) == ROOMS
     assert all(room["stop"] == "turns" and room["agent_turns"] == TURNS
                for room in run["rooms"].values())
