@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     snapshot_interval: int = Field(default=100, ge=2)
     agent_hosts: int = Field(default=0, ge=0, le=256,
                              description="0: one process per agent; N: agents share N hosts")
-    room_hosts: int = Field(default=0, ge=0, le=256,
-                            description="0: one process per room; N: rooms share N hosts")
+    room_hosts: int = Field(default=4, ge=0, le=256,
+                            description="N: rooms share N host processes and are passivated "
+                            "when idle; 0: one process per room")
     idle_seconds: float = Field(
         default=600.0, ge=0, description="a room or agent on a shared host unused this long "
         "is passivated (snapshotted and released); 0: never")

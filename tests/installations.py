@@ -18,8 +18,8 @@ from salon.simulate import platform_services
 from simulations.cli import Services
 
 
-def fresh_settings(settings: Settings, home: Path, hosts: int = 0, room_hosts: int = 0,
-                   ) -> Settings:
+def fresh_settings(settings: Settings, home: Path, hosts: int = 0,
+                   room_hosts: int | None = None) -> Settings:
     """Settings for a new database and namespace on the servers behind ``settings``."""
     url = settings.database_url
     assert url is not None
@@ -28,7 +28,8 @@ def fresh_settings(settings: Settings, home: Path, hosts: int = 0, room_hosts: i
         conn.execute(f'CREATE DATABASE "{name}"')
     return settings.model_copy(update={"database_url": make_conninfo(url, dbname=name),
                                        "namespace": name, "agent_hosts": hosts,
-                                       "room_hosts": room_hosts, "home": home})
+                                       "room_hosts": settings.room_hosts if room_hosts is None
+                                       else room_hosts, "home": home})
 
 
 def drop(settings: Settings, server_url: str) -> None:
@@ -47,8 +48,8 @@ def drop(settings: Settings, server_url: str) -> None:
 
 
 @contextmanager
-def fresh_services(platform: Platform, home: Path, hosts: int = 0, room_hosts: int = 0,
-                   ) -> Iterator[Services]:
+def fresh_services(platform: Platform, home: Path, hosts: int = 0,
+                   room_hosts: int | None = None) -> Iterator[Services]:
     """An installation of its own on the session's servers, removed afterwards."""
     assert platform.running is not None
     server = platform.running.settings

@@ -30,8 +30,8 @@ def test_the_emergency_stop_records_a_stop_for_dormant_agents_and_lets_them_go(
     rooms = [name for run in simulation.manifest["runs"] for name in run["rooms"].values()]
     settings = services.settings
     # A finished run lets its actors go: everything of it is dormant.
-    assert all(directory.running("agent", a, settings) is None for a in agents)
-    assert all(directory.running("room", r, settings) is None for r in rooms)
+    assert not any(directory.active("agent", a, settings) for a in agents)
+    assert not any(directory.active("room", r, settings) for r in rooms)
     with admin_client(services) as client:
         stopped = client.request({"type": "emergency_stop", "reason": "drill"})["stopped"]
         assert set(agents) <= set(stopped)
@@ -43,6 +43,6 @@ def test_the_emergency_stop_records_a_stop_for_dormant_agents_and_lets_them_go(
     for name in agents:
         assert services.store.get(Agent, agent_id(name), name).status == "stopped"
         assert listed[name] == "stopped"
-        assert directory.running("agent", name, settings) is None, f"{name} was left running"
-    assert all(directory.running("room", r, settings) is None for r in rooms), \
+        assert not directory.active("agent", name, settings), f"{name} was left running"
+    assert not any(directory.active("room", r, settings) for r in rooms), \
         "stopping agents woke their rooms"
