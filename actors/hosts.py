@@ -103,7 +103,11 @@ class Host:
 
     async def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` of ``name``'s core, activating it if it is passive."""
-        slot = await self._slot(name)
+        while True:
+            slot = await self._slot(name)
+            # A waiter resumes after others ran: the slot may have been passivated meanwhile.
+            if self.slots.get(name) is slot:
+                break
         slot.busy += 1
         try:
             return await getattr(slot.core, method)(*args, **kwargs)
