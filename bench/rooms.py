@@ -5,7 +5,7 @@ platform under a temp home (its own PostgreSQL, Valkey and Ray) and stops it at 
 
 What is measured, in one run:
 
-1. ``own process``: ``--own`` rooms as today's default, one Ray actor process per room: rooms
+1. ``own process``: ``--own`` rooms with ``SALON_ROOM_HOSTS=0``, a Ray actor process each: rooms
    created per second and the machine memory each adds (MemTotal - MemAvailable, before and
    after, divided by the rooms). The baseline every hosted figure is compared with.
 2. ``hosted``: ``--rooms`` rooms on ``--hosts`` host processes (``SALON_ROOM_HOSTS``):
