@@ -13,7 +13,10 @@ from salon.platform import Platform
 
 
 def test_hosted_agents_answer_through_one_writer_each(platform: Platform, name: str) -> None:
-    settings = platform.running.settings.model_copy(update={"agent_hosts": 2})
+    # A namespace of its own: hosts keep the settings they started with, and one namespace is
+    # one installation (its room hosts must hand events to agents the way its gateway does).
+    settings = platform.running.settings.model_copy(
+        update={"agent_hosts": 2, "namespace": f"hosts-{name}"})
     room = directory.room(name, settings)
     ray.get(room.create.remote("owner"))
     bots = [f"{name}-b{i}" for i in range(6)]
@@ -33,7 +36,13 @@ def test_hosted_agents_answer_through_one_writer_each(platform: Platform, name: 
             room_id(name), 0, info["position"])
             if type(e).__name__ == "MessagePosted" and e.author_id != "owner"]
 
-    deadline = time.monotonic() + 60
-    while sorted(replies()) != sorted(f"{b} here" for b in bots):
-        assert time.monotonic() < deadline, f"replies so far: {replies()}"
-        time.sleep(0.1)
+    try:
+        deadline = time.monotonic() + 60
+        while sorted(replies()) != sorted(f"{b} here" for b in bots):
+            assert time.monotonic() < deadline, f"replies so far: {replies()}"
+            time.sleep(0.1)
+    finally:
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["namespace"] == settings.namespace:
+                ray.kill(ray.get_actor(entry["name"], namespace=settings.namespace),
+                         no_restart=True)
