@@ -172,11 +172,12 @@ class Host:
 def _own_pss() -> int | None:
     """This process's proportional set size in bytes (None where /proc cannot say)."""
     try:
-        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
+        lines = Path("/proc/self/smaps_rollup").read_text().splitlines()
     except OSError:
-        pass
+        return None
+    for line in lines:
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
     return None
 
 

@@ -64,6 +64,18 @@ def default_out(settings: Settings) -> Path:
     return settings.home.resolve() / "simulations"
 
 
+def _hosts(asked: int | None, configured: int, what: str, count: int) -> int:
+    """Host processes for ``count`` agents or rooms at once: as asked, else as configured,
+    else ``AUTO_HOSTS`` when there are many (with a note saying so)."""
+    if asked is not None:
+        return asked
+    if configured == 0 and count > AUTO_HOSTS_ABOVE:
+        click.echo(f"note: up to {count} {what} at once share {AUTO_HOSTS} host processes "
+                   f"(--{what[:-1]}-hosts 0 gives each its own)", err=True)
+        return AUTO_HOSTS
+    return configured
+
+
 def _overrides(assignments: tuple[str, ...]) -> dict[str, Any]:
     from simulations.sweeps import parse_assignment
 
@@ -116,20 +128,11 @@ def simulate_group(engine: Engine) -> click.Group:
             for warning in loaded.warnings:
                 click.echo(f"warning: {warning}", err=True)
             settings = Settings()
-            hosts = agent_hosts if agent_hosts is not None else settings.agent_hosts
-            count = max(len(v.plan.agents) for v in loaded.variants) * \
-                (parallel or loaded.plan.run.parallel)
-            if agent_hosts is None and hosts == 0 and count > AUTO_HOSTS_ABOVE:
-                hosts = AUTO_HOSTS
-                click.echo(f"note: up to {count} agents at once share {hosts} host processes "
-                           "(--agent-hosts 0 gives each its own)", err=True)
-            rooms = room_hosts if room_hosts is not None else settings.room_hosts
-            count = max(len(v.plan.rooms) for v in loaded.variants) * \
-                (parallel or loaded.plan.run.parallel)
-            if room_hosts is None and rooms == 0 and count > AUTO_HOSTS_ABOVE:
-                rooms = AUTO_HOSTS
-                click.echo(f"note: up to {count} rooms at once share {rooms} host processes "
-                           "(--room-hosts 0 gives each its own)", err=True)
+            at_once = parallel or loaded.plan.run.parallel
+            hosts = _hosts(agent_hosts, settings.agent_hosts, "agents", at_once * max(
+                len(v.plan.agents) for v in loaded.variants))
+            rooms = _hosts(room_hosts, settings.room_hosts, "rooms", at_once * max(
+                len(v.plan.rooms) for v in loaded.variants))
             settings = settings.model_copy(update={"agent_hosts": hosts, "room_hosts": rooms})
             folder = out or default_out(settings)
             started = time.monotonic()

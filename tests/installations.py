@@ -32,15 +32,21 @@ def fresh_settings(settings: Settings, home: Path, hosts: int = 0,
                                        else room_hosts, "home": home})
 
 
+def stop_actors(settings: Settings) -> None:
+    """Stop every named actor of the installation's Ray namespace (those gone already too)."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] != settings.namespace:
+            continue
+        try:
+            actor = ray.get_actor(entry["name"], namespace=entry["namespace"])
+        except ValueError:
+            continue  # it went by itself
+        ray.kill(actor, no_restart=True)
+
+
 def drop(settings: Settings, server_url: str) -> None:
     """Stop every actor of the installation's namespace and drop its database."""
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["namespace"] == settings.namespace:
-            try:
-                ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]),
-                         no_restart=True)
-            except ValueError:
-                pass  # it went by itself
+    stop_actors(settings)
     assert settings.database_url is not None
     name = psycopg.conninfo.conninfo_to_dict(settings.database_url)["dbname"]
     with psycopg.connect(server_url, autocommit=True) as conn:

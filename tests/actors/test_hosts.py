@@ -10,6 +10,7 @@ from actors import directory
 from actors.hosts import host_index
 from domain.ids import room_id
 from salon.platform import Platform
+from tests.installations import stop_actors
 
 
 def test_hosted_agents_answer_through_one_writer_each(platform: Platform, name: str) -> None:
@@ -42,7 +43,4 @@ def test_hosted_agents_answer_through_one_writer_each(platform: Platform, name: 
             assert time.monotonic() < deadline, f"replies so far: {replies()}"
             time.sleep(0.1)
     finally:
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            if entry["namespace"] == settings.namespace:
-                ray.kill(ray.get_actor(entry["name"], namespace=settings.namespace),
-                         no_restart=True)
+        stop_actors(settings)

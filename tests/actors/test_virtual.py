@@ -17,6 +17,7 @@ from domain.ids import room_id
 from domain.rooms import Room
 from infra.settings import Settings
 from salon.platform import Platform
+from tests.installations import stop_actors
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -38,10 +39,7 @@ def hosted(platform: Platform, name: str) -> Iterator[Settings]:
         "namespace": f"virtual-{name}", "room_hosts": 2, "agent_hosts": 2,
         "idle_seconds": 0.3})
     yield settings
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["namespace"] == settings.namespace:
-            ray.kill(ray.get_actor(entry["name"], namespace=settings.namespace),
-                     no_restart=True)
+    stop_actors(settings)
 
 
 def room_host(settings: Settings, room: str) -> Any:
@@ -141,15 +139,23 @@ def said_by(platform: Platform, room: str, author: str) -> list[str]:
     return [text for _, who, text in messages(platform, room) if who == author]
 
 
+def agent_in_room(settings: Settings, room: str, definition: dict[str, Any]) -> Any:
+    """Define an agent, open ``room`` (owned by ``owner``) and add the agent; its handle."""
+    agent = directory.agent(definition["name"], settings)
+    ray.get(agent.define.remote(definition))
+    handle = directory.room(room, settings)
+    ray.get(handle.create.remote("owner"))
+    ray.get(handle.add_agent.remote(definition["name"], "owner"))
+    return agent
+
+
 def test_an_idle_timer_fires_after_the_agent_was_passivated(platform: Platform,
                                                             hosted: Settings,
                                                             name: str) -> None:
     bot = f"{name}-host"
-    ray.get(directory.agent(bot, hosted).define.remote(
-        {"name": bot, "idle_after_seconds": 1.5, "script": ["Quiet in here. Anyone?"]}))
+    agent_in_room(hosted, name, {"name": bot, "idle_after_seconds": 1.5,
+                                 "script": ["Quiet in here. Anyone?"]})
     room = directory.room(name, hosted)
-    ray.get(room.create.remote("owner"))
-    ray.get(room.add_agent.remote(bot, "owner"))
     ray.get(room.post.remote("owner", "hello, then silence"))
     agents = ray.get_actor(f"agent-host:{host_index(bot, 2)}", namespace=hosted.namespace)
     book = reminder_book(hosted)
@@ -169,11 +175,7 @@ def test_a_schedule_fires_after_the_agent_process_was_killed(platform: Platform,
     assert platform.running is not None
     settings = platform.running.settings.model_copy(update={"namespace": f"restart-{name}"})
     bot = f"{name}-clock"
-    ray.get(directory.agent(bot, settings).define.remote(
-        {"name": bot, "every_seconds": 1.0, "script": ["tick"]}))
-    room = directory.room(name, settings)
-    ray.get(room.create.remote("owner"))
-    ray.get(room.add_agent.remote(bot, "owner"))
+    agent_in_room(settings, name, {"name": bot, "every_seconds": 1.0, "script": ["tick"]})
     try:
         wait_for(lambda: said_by(platform, name, bot), "the first scheduled turn")
         # Killed for good (as a restart of the installation does): no process, no ticker.
@@ -186,19 +188,12 @@ def test_a_schedule_fires_after_the_agent_process_was_killed(platform: Platform,
         run_reminders(settings, lambda: len(said_by(platform, name, bot)) > before,
                       "a scheduled turn after the restart")
     finally:
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            if entry["namespace"] == settings.namespace:
-                ray.kill(ray.get_actor(entry["name"], namespace=settings.namespace),
-                         no_restart=True)
+        stop_actors(settings)
 
 
 def test_a_paused_agent_is_never_due(platform: Platform, hosted: Settings, name: str) -> None:
     bot = f"{name}-sleeper"
-    agent = directory.agent(bot, hosted)
-    ray.get(agent.define.remote({"name": bot, "every_seconds": 0.5, "script": ["zzz"]}))
-    room = directory.room(name, hosted)
-    ray.get(room.create.remote("owner"))
-    ray.get(room.add_agent.remote(bot, "owner"))
+    agent = agent_in_room(hosted, name, {"name": bot, "every_seconds": 0.5, "script": ["zzz"]})
     book = reminder_book(hosted)
     wait_for(lambda: bot in book.due(time.time() + 60), "the reminder row")
     ray.get(agent.pause.remote("admin", True))
@@ -211,11 +206,8 @@ def test_an_agent_activated_by_a_call_follows_the_rooms_overrides(platform: Plat
                                                                    hosted: Settings,
                                                                    name: str) -> None:
     bot = f"{name}-planner"
-    agent = directory.agent(bot, hosted)
-    ray.get(agent.define.remote({"name": bot, "script": ["plan A"]}))
+    agent = agent_in_room(hosted, name, {"name": bot, "script": ["plan A"]})
     room = directory.room(name, hosted)
-    ray.get(room.create.remote("owner"))
-    ray.get(room.add_agent.remote(bot, "owner"))
     ray.get(room.override_agent.remote(bot, {"script": ["plan B"]}, "owner"))
     agents = ray.get_actor(f"agent-host:{host_index(bot, 2)}", namespace=hosted.namespace)
     wait_for(lambda: ray.get(agents.stats.remote())["passivated"] >= 1
