@@ -42,6 +42,7 @@ import asyncio
 import itertools
 import json
 import multiprocessing
+import os
 import signal
 import statistics
 import sys
@@ -340,6 +341,11 @@ def main() -> None:
                         help="run the platform in this process instead of a child process")
     args = parser.parse_args()
     quiet()
+    # 100 clients share the admin token: lift the per-user connection and frame limits, which
+    # would refuse them (this measures delivery, not the limits).
+    os.environ["SALON_FRAMES_PER_SECOND"] = "1000000"
+    os.environ["SALON_FRAME_BURST"] = "1000000"
+    os.environ["SALON_MAX_CONNECTIONS_PER_USER"] = "1000"
     counts = [args.messages[min(i, len(args.messages) - 1)] for i in range(len(args.clients))]
     plan = list(zip(args.clients, counts, strict=False))
     with tempfile.TemporaryDirectory(prefix="salon-bench-fanout-") as tmp:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from domain.errors import Invalid, RateLimited, SalonError, Unauthenticated, Unavailable
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4008
 CLOSE_TOO_MANY = 4429
+# Bytes a peer's socket may have unsent before its frames queue for the writer task.
+WRITE_NOW_LIMIT = 64 * 1024
 
 
 class TooSlow(Exception):
@@ -104,6 +106,7 @@ class Connection:
         self.user: Principal | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox: asyncio.Queue[str] = asyncio.Queue(settings.send_queue_frames)
+        self.writing = False  # the writer task holds a frame: later ones queue behind it
         self.slots = asyncio.Semaphore(settings.max_in_flight)
         self.lanes: dict[str, _Step] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +119,8 @@ class Connection:
     def send(self, frame: str) -> None:
         """Queue a frame for the peer; a peer that lets the queue fill is cut off."""
         if self.closing:
+            return
+        if not self.writing and self.outbox.empty() and self._write_now(frame):
             return
         try:
             self.outbox.put_nowait(frame)
@@ -132,10 +137,30 @@ class Connection:
         if self.closing:
             raise TooSlow()
 
+    def _write_now(self, frame: str) -> bool:
+        """Write ``frame`` at once when nothing is queued before it and the socket keeps up.
+
+        websockets' ``broadcast`` writes without awaiting the socket's drain; the frames of a
+        peer whose kernel buffer is backed up (past ``WRITE_NOW_LIMIT``) go through the queue
+        and the writer task instead, which waits for the drain and bounds what is buffered.
+        """
+        transport = self.ws.transport
+        if transport is None or transport.get_write_buffer_size() > WRITE_NOW_LIMIT:
+            return False
+        try:
+            broadcast([self.ws], frame, raise_exceptions=True)
+        except Exception:  # noqa: BLE001 - not open any more: the reader sees the close
+            return True
+        return True
+
     async def _write(self) -> None:
         while True:
             frame = await self.outbox.get()
-            await self.ws.send(frame)
+            self.writing = True
+            try:
+                await self.ws.send(frame)
+            finally:
+                self.writing = self.outbox.qsize() > 0
 
     async def close(self, code: int, reason: str) -> None:
         if self.closing:
@@ -283,7 +308,8 @@ class Connection:
     async def follow(self, room: str) -> Subscription:
         await self.unfollow(room)
         subscription = Subscription(room, self.services.store, self.asend,
-                                    self.services.settings.send_queue_frames, self._overflow)
+                                    self.services.settings.send_queue_frames, self._overflow,
+                                    send_now=self.send)
         # Follow before reading the head, so nothing published after the head is missed.
         await self.services.feed.follow(room, subscription.on_frame)
         self.subscriptions[room] = subscription
