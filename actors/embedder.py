@@ -3,6 +3,13 @@
 Loading all-MiniLM-L6-v2 takes seconds and hundreds of megabytes, so agents never load it
 themselves: they ask the ``embedder`` actor, which loads it on first use and keeps an LRU
 cache (the agents of one room all embed the same newest message when they recall).
+
+There are two such actors. ``embedder`` answers what a turn waits for (an agent's recall, a
+search) at the write path's priority; ``embedder-background`` embeds for the memory projection
+at ``SALON_BACKGROUND_NICE`` with one torch thread, so it takes at most one core. With one
+shared, niced actor a turn's recall queued behind the projection's embedding of every message
+and then ran at the background's priority: recall's embed took 30-60 ms of a 64-88 ms turn
+(bench/README.md, "Where a turn's time goes").
 """
 
 from __future__ import annotations
@@ -44,22 +51,29 @@ class EmbedderCore:
 
 
 class _BackgroundEmbedder(EmbedderCore):
-    """The actor's process embeds at a lower CPU priority than the write path."""
+    """The actor's process embeds at ``nice`` (0: the write path's own priority); a
+    background one uses a single torch thread."""
 
     def __init__(self, nice: int, cache: int = CACHE) -> None:
-        below_the_write_path(nice)
+        if nice > 0:
+            below_the_write_path(nice)
+            import torch
+
+            torch.set_num_threads(1)
         super().__init__(cache)
 
 
 EmbedderActor = ray.remote(_BackgroundEmbedder)
 
 
-def embedder_actor(settings: Settings) -> Any:
-    """The installation's embedder actor, started if it is not running."""
+def embedder_actor(settings: Settings, background: bool = False) -> Any:
+    """The installation's embedder actor for turns, or for background work, started if it is
+    not running."""
     return EmbedderActor.options(
-        name="embedder", namespace=settings.namespace, get_if_exists=True, lifetime="detached",
+        name="embedder-background" if background else "embedder",
+        namespace=settings.namespace, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4,
-    ).remote(settings.background_nice)
+    ).remote(settings.background_nice if background else 0)
 
 
 class RemoteEmbedder:
@@ -67,14 +81,15 @@ class RemoteEmbedder:
 
     name = MINILM
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, background: bool = False) -> None:
         self.settings = settings
+        self.background = background
         self._actor: Any = None  # looked up once: Ray restarts the actor behind the handle
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         if self._actor is None:
-            self._actor = embedder_actor(self.settings)
+            self._actor = embedder_actor(self.settings, self.background)
         vectors: list[list[float]] = ray.get(self._actor.embed.remote(list(texts)))
         return vectors

@@ -90,12 +90,13 @@ class RoomCore:
 
     async def _deliver(self, events: list[Any]) -> None:
         frames = [event_frame(self.name, e) for e in events]
-        await self.bus.publish_events(self.name, frames)
-        frames = [f for f in frames if f["position"] > self.agents_from]
-        if self.room is not None and frames:
+        # Agents first: their calls go out at once, beside the Valkey round trip for clients.
+        handed = [f for f in frames if f["position"] > self.agents_from]
+        if self.room is not None and handed:
             policy = self.room.rules()
             for member in self.room.agents():
-                self.fanout.send(member, frames, policy)
+                self.fanout.send(member, handed, policy)
+        await self.bus.publish_events(self.name, frames)
 
     def _room(self) -> Room:
         if self.room is None:

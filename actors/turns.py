@@ -58,6 +58,41 @@ class Context:
     shown: list[ContextMessage]
 
 
+class Ephemerals:
+    """A turn's ephemeral frames, published in order without the turn waiting for each.
+
+    A turn used to await a Valkey round trip for each of ``turn_started``, ``agent_thinking``
+    and every token before going on. Now they queue and one task publishes whatever queued
+    meanwhile in one pipelined round trip; ``flush`` waits for all of it (before the reply is
+    posted, so clients see the tokens before the message). Ephemerals are best effort: a
+    failure is logged and never fails the turn.
+    """
+
+    def __init__(self, bus: Any, room: str) -> None:
+        self.bus = bus
+        self.room = room
+        self.queued: list[dict[str, Any]] = []
+        self.sender: asyncio.Task[None] | None = None
+
+    def add(self, fields: dict[str, Any]) -> None:
+        self.queued.append(fields)
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self.queued:
+            frames, self.queued = self.queued, []
+            try:
+                await self.bus.publish_ephemerals(self.room, frames)
+            except Exception:  # noqa: BLE001 - ephemeral frames are best effort
+                log.warning("publishing %d ephemeral frames of room %s failed", len(frames),
+                            self.room, exc_info=True)
+
+    async def flush(self) -> None:
+        if self.sender is not None:
+            await asyncio.shield(self.sender)
+
+
 class TurnRunner:
     """Runs one turn for an agent actor and records TurnStarted … TurnCompleted/TurnFailed."""
 
@@ -75,10 +110,13 @@ class TurnRunner:
             if source else None
         self.remembered: Context | None = None  # what the reply was based on, for memory
         self.forked_from: dict[str, Any] | None = rules.get("forked_from")
+        self.ephemerals = Ephemerals(actor.bus, trigger.room)
+        self.retrievals: list[asyncio.Task[Any]] = []  # recall records being saved
 
     async def publish(self, kind: str, **fields: Any) -> None:
-        await self.actor.bus.publish_ephemeral(self.trigger.room, kind, agent=self.actor.name,
-                                               turn_id=self.turn_id, **fields)
+        """Queue an ephemeral frame of this turn (it goes out in order, off the turn's path)."""
+        self.ephemerals.add({"kind": kind, "agent": self.actor.name, "turn_id": self.turn_id,
+                             **fields})
 
     async def run(self) -> None:
         self.agent.start_turn(self.turn_id, self.trigger.room, self.trigger.as_record())
@@ -89,6 +127,7 @@ class TurnRunner:
             await self.publish("turn_started", trigger=self.trigger.as_record())
             await self.publish("agent_thinking")
             message_id = await self._act()
+            await self._retrievals_saved()  # memory work below writes the same stream
             if self.remembered is not None:
                 await self._remember(self.remembered)
             self.agent.complete_turn(self.turn_id, message_id)
@@ -103,9 +142,11 @@ class TurnRunner:
             self.agent.fail_turn(self.turn_id, reason)
             outcome = {"kind": "turn_failed", "error": reason}
         await self._started()  # a failure to record the start is the turn's failure
+        await self._retrievals_saved()
         await self.actor.save()
         kind = outcome.pop("kind")
         await self.publish(kind, **outcome)
+        await self.ephemerals.flush()
 
     async def _act(self) -> str | None:
         if self.trigger.kind == "joined":
@@ -114,6 +155,16 @@ class TurnRunner:
             await self._select()
             return None
         return await self._post(await self._reply())
+
+    async def _retrievals_saved(self) -> None:
+        """Wait for the recall records saved beside the model call (before TurnCompleted)."""
+        for task in self.retrievals:
+            try:
+                await task
+            except Exception:  # noqa: BLE001 - the reply stands; the log says what is missing
+                log.exception("recording a retrieval of turn %s of %s failed", self.turn_id,
+                              self.actor.name)
+        self.retrievals.clear()
 
     async def _started(self) -> None:
         """Wait until TurnStarted is saved (raises why it was not)."""
@@ -124,6 +175,7 @@ class TurnRunner:
         # The reply's ModelCalled is saved while the reply is posted (a commit off the path).
         saving = asyncio.get_running_loop().create_task(self.actor.save())
         try:
+            await self.ephemerals.flush()  # the tokens reach clients before the message
             if not text.strip():
                 raise SalonError(f"model {self.spec.model!r} returned an empty reply")
             room = directory.room(self.trigger.room, self.actor.settings)
@@ -137,6 +189,10 @@ class TurnRunner:
 
     async def _messages(self) -> Context:
         prepared = await asyncio.to_thread(self._prepare)
+        if prepared.pending is not None:
+            # The retrieval's record is saved while the model answers, not before it is asked.
+            self.retrievals.append(asyncio.get_running_loop().create_task(
+                asyncio.to_thread(prepared.pending)))
         # Authors travel in ``name``; adapters whose vendor has no such field prefix the text.
         messages = [ChatMessage(role="assistant" if m.author == self.actor.name else "user",
                                 name=m.author, content=m.text) for m in prepared.context]
@@ -159,7 +215,7 @@ class TurnRunner:
                               prompt=self.trigger.text if self.trigger.kind == "invoke" else None,
                               context_window=info.context_window, max_output=info.max_output,
                               record=self.recording is None, formed_by=self._branch_point(),
-                              summary=self._summary())
+                              summary=self._summary(), defer=True)
 
     def _summary(self) -> RoomSummary | None:
         """For the ``summarize`` strategy: the room's latest summary up to this turn's point."""

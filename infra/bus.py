@@ -41,10 +41,15 @@ class RoomBus:
                 pipe.publish(channel(room), f"{frame['position']}\n{encode(frame)}")
             await pipe.execute()
 
-    async def publish_ephemeral(self, room: str, kind: str, **fields: Any) -> None:
-        """Publish a frame that is never persisted (thinking, tokens, typing)."""
-        frame = {"type": "ephemeral", "room": room, "kind": kind, **fields}
-        await self.redis.publish(channel(room), f"e\n{encode(frame)}")
+    async def publish_ephemerals(self, room: str, frames: list[dict[str, Any]]) -> None:
+        """Publish ephemeral frames (``kind`` and fields each) in order, in one round trip."""
+        if not frames:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fields in frames:
+                frame = {"type": "ephemeral", "room": room, **fields}
+                pipe.publish(channel(room), f"e\n{encode(frame)}")
+            await pipe.execute()
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -13,6 +13,7 @@ caller owns the agent (or is an admin) before anything else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class Prepared:
     context: list[ContextMessage]
     system: str
     memory_ids: list[str]
+    # With ``prepare(defer=True)``: the retrieval's record, for the caller to save (blocking)
+    # off the reply's path; None when there is nothing to record.
+    pending: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class AgentMemory:
                 prompt: str | None = None, context_window: int | None = None,
                 max_output: int | None = None, summary: RoomSummary | None = None,
                 now: datetime | None = None, record: bool = True,
-                formed_by: datetime | None = None) -> Prepared:
+                formed_by: datetime | None = None, defer: bool = False) -> Prepared:
         """Everything memory adds to a turn, in one blocking call (run it in a thread).
 
         Recalls memories for ``prompt`` (an invoke's text) or the room's newest message,
@@ -128,14 +132,20 @@ class AgentMemory:
         budget is the context window minus the max output (the agent's overrides first) minus
         the system prompt and a reserve for the facts. ``record=False`` (re-runs, what-ifs)
         recalls without recording the retrieval; ``formed_by`` (a fork's branch point) leaves
-        out memories formed later.
+        out memories formed later. ``defer`` leaves the retrieval's record to the caller
+        (``Prepared.pending``): a turn saves it while the model answers.
         """
         recent = self._recent(room, up_to, n)  # read once: recall and the context share it
         newest = sorted(recent, key=lambda m: m.position)[-n:]
         query = prompt or (newest[-1].text if newest else "")
         visible = self.rooms_visible_in(room)  # once: recall and the facts share it
-        recalled = self.recall(query, now, record, room,
+        recalled = self.recall(query, now, record and not defer, room,
                                newest[0].position if newest else None, formed_by, visible)
+        pending = None
+        if record and defer and recalled:
+            ids = [r.memory.memory_id for r in recalled]
+            pending = functools.partial(record_decision, self.events, self.agent,
+                                        lambda stream: stream.retrieved(ids, query))
         with_memories = self.system_prompt(system, recalled, rooms=visible)
         budget = None
         if self.config.context == "token_window":
@@ -151,7 +161,7 @@ class AgentMemory:
         final = self.system_prompt(system, recalled, people, visible)
         if estimate_tokens(final) - estimate_tokens(with_memories) > FACTS_RESERVE:
             final = with_memories  # too many facts for the reserve: leave them out this turn
-        return Prepared(context, final, [r.memory.memory_id for r in recalled])
+        return Prepared(context, final, [r.memory.memory_id for r in recalled], pending)
 
     def _recent(self, room: str, up_to: int | None, n: int) -> list[ContextMessage]:
         """The room's newest messages, as many as this agent's strategy looks through."""

@@ -132,7 +132,7 @@ class Platform:
             tables.close()
         if settings.memory_projection:
             projection = MemoryProjection(settings.database_url,
-                                          embedder=RemoteEmbedder(settings))
+                                          embedder=RemoteEmbedder(settings, background=True))
             self.stop_memory = projection.start()
 
     def _start_reminders(self, settings: Settings) -> None:

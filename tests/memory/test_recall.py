@@ -221,6 +221,12 @@ def test_prepare_gives_a_turn_its_context_and_a_system_prompt_with_memory(
         retrievals = [e for e in events.events(memory_stream_id(ada))
                       if type(e).__name__ == "MemoriesRetrieved"]
         assert len(retrievals) == 1, "a what-if recall records nothing"
+        deferred = memory.prepare(name, None, 20, "You are ada.", "coffee?", 2_000, 1_000,
+                                  defer=True)
+        assert deferred.memory_ids and deferred.pending is not None
+        assert kinds(events, ada).count("MemoriesRetrieved") == 1, "a turn records it later"
+        deferred.pending()
+        assert kinds(events, ada).count("MemoriesRetrieved") == 2
         with pytest.raises(Invalid, match="context window"):
             memory.prepare(name, None, 20, "You are ada.")
     finally:
