@@ -6,7 +6,9 @@ cache (the agents of one room all embed the same newest message when they recall
 
 There are two such actors. ``embedder`` answers what a turn waits for (an agent's recall, a
 search) at the write path's priority; ``embedder-background`` embeds for the memory projection
-at ``SALON_BACKGROUND_NICE`` with one torch thread, so it takes at most one core. With one
+at ``SALON_BACKGROUND_NICE``, taking from the turns' cache what a recall embedded already (a
+turn's recall and the projection embed the same newest message). Each runs one torch thread,
+so neither takes more than one core. With one
 shared, niced actor a turn's recall queued behind the projection's embedding of every message
 and then ran at the background's priority: recall's embed took 30-60 ms of a 64-88 ms turn
 (bench/README.md, "Where a turn's time goes").
@@ -34,6 +36,10 @@ class EmbedderCore:
         self.cache: OrderedDict[str, list[float]] = OrderedDict()
         self.limit = cache
 
+    def cached(self, texts: list[str]) -> list[list[float] | None]:
+        """The vectors of ``texts`` already in the cache (None for the others); computes none."""
+        return [self.cache.get(text) for text in texts]
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
         if missing:
@@ -51,15 +57,15 @@ class EmbedderCore:
 
 
 class _BackgroundEmbedder(EmbedderCore):
-    """The actor's process embeds at ``nice`` (0: the write path's own priority); a
-    background one uses a single torch thread."""
+    """The actor's process embeds at ``nice`` (0: the write path's own priority)."""
 
     def __init__(self, nice: int, cache: int = CACHE) -> None:
-        if nice > 0:
-            below_the_write_path(nice)
-            import torch
+        below_the_write_path(nice)
+        # One torch thread: a short text's forward pass took 18 ms wall and 37 ms of CPU on
+        # two threads (the second core mostly spinning), 21 ms and 21 ms on one.
+        import torch
 
-            torch.set_num_threads(1)
+        torch.set_num_threads(1)
         super().__init__(cache)
 
 
@@ -84,12 +90,21 @@ class RemoteEmbedder:
     def __init__(self, settings: Settings, background: bool = False) -> None:
         self.settings = settings
         self.background = background
-        self._actor: Any = None  # looked up once: Ray restarts the actor behind the handle
+        # Looked up once: Ray restarts an actor behind its handle.
+        self._actor: Any = None
+        self._turns: Any = None  # a background embedder reads the turns' cache first
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         if self._actor is None:
             self._actor = embedder_actor(self.settings, self.background)
-        vectors: list[list[float]] = ray.get(self._actor.embed.remote(list(texts)))
-        return vectors
+        if not self.background:
+            vectors: list[list[float]] = ray.get(self._actor.embed.remote(list(texts)))
+            return vectors
+        if self._turns is None:
+            self._turns = embedder_actor(self.settings)
+        found: list[list[float] | None] = ray.get(self._turns.cached.remote(list(texts)))
+        missing = [text for text, vector in zip(texts, found, strict=True) if vector is None]
+        computed = iter(ray.get(self._actor.embed.remote(missing)) if missing else [])
+        return [vector if vector is not None else next(computed) for vector in found]
