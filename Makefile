@@ -29,6 +29,7 @@ test: install chromium
 
 bench: install
 	$(PY) -m bench.protocol
+	$(PY) -m bench.cost
 	$(PY) -m bench.append
 	$(PY) -m bench.fanout
 	$(PY) -m bench.turn_overhead

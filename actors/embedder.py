@@ -7,8 +7,8 @@ cache (the agents of one room all embed the same newest message when they recall
 There are two such actors. ``embedder`` answers what a turn waits for (an agent's recall, a
 search) at the write path's priority; ``embedder-background`` embeds for the memory projection
 at ``SALON_BACKGROUND_NICE``, taking from the turns' cache what a recall embedded already (a
-turn's recall and the projection embed the same newest message). Each runs one torch thread,
-so neither takes more than one core. With one
+turn's recall and the projection embed the same newest message), on one torch thread, so it
+takes at most one core. With one
 shared, niced actor a turn's recall queued behind the projection's embedding of every message
 and then ran at the background's priority: recall's embed took 30-60 ms of a 64-88 ms turn
 (bench/README.md, "Where a turn's time goes").
@@ -60,12 +60,15 @@ class _BackgroundEmbedder(EmbedderCore):
     """The actor's process embeds at ``nice`` (0: the write path's own priority)."""
 
     def __init__(self, nice: int, cache: int = CACHE) -> None:
-        below_the_write_path(nice)
-        # One torch thread: a short text's forward pass took 18 ms wall and 37 ms of CPU on
-        # two threads (the second core mostly spinning), 21 ms and 21 ms on one.
-        import torch
+        if nice > 0:
+            below_the_write_path(nice)
+            # One torch thread in the background: a short text's forward pass took 18 ms wall
+            # and 37 ms of CPU on two threads, 21 ms and 21 ms on one. A turn's embedder keeps
+            # torch's default: with one thread, turns were slower (bench.protocol, p50 29 ->
+            # 42 ms), as its recall waits for the embedding.
+            import torch
 
-        torch.set_num_threads(1)
+            torch.set_num_threads(1)
         super().__init__(cache)
 
 
