@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench import quiet
+from bench import lift_limits, quiet
 from bench.fanout import Client, platform_at
 from domain.ids import new_id
 
@@ -148,8 +148,7 @@ def main() -> None:
                         help="run without the projections and the memory projection")
     options = parser.parse_args()
     quiet()
-    os.environ["SALON_FRAMES_PER_SECOND"] = "1000000"
-    os.environ["SALON_FRAME_BURST"] = "1000000"
+    lift_limits()
     if options.no_read_models:
         os.environ["SALON_PROJECTIONS_ENABLED"] = "false"
         os.environ["SALON_MEMORY_PROJECTION"] = "false"

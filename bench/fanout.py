@@ -42,7 +42,6 @@ import asyncio
 import itertools
 import json
 import multiprocessing
-import os
 import signal
 import statistics
 import sys
@@ -58,7 +57,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench import per_second, quiet
+from bench import lift_limits, per_second, quiet
 from domain.ids import new_id
 from infra.settings import Settings
 from salon.platform import Platform
@@ -343,9 +342,7 @@ def main() -> None:
     quiet()
     # 100 clients share the admin token: lift the per-user connection and frame limits, which
     # would refuse them (this measures delivery, not the limits).
-    os.environ["SALON_FRAMES_PER_SECOND"] = "1000000"
-    os.environ["SALON_FRAME_BURST"] = "1000000"
-    os.environ["SALON_MAX_CONNECTIONS_PER_USER"] = "1000"
+    lift_limits()
     counts = [args.messages[min(i, len(args.messages) - 1)] for i in range(len(args.clients))]
     plan = list(zip(args.clients, counts, strict=False))
     with tempfile.TemporaryDirectory(prefix="salon-bench-fanout-") as tmp:

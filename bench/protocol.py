@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import per_second, quiet
+from bench import lift_limits, per_second, quiet
 from bench.fanout import Client, platform_at, quantile, run_for
 from domain.ids import new_id
 
@@ -219,9 +218,7 @@ def main() -> None:
     quiet()
     # The per-user frame limit (100/s by default) would cap the pipelined rows far below the
     # database; this measures the platform, so the child's limit is lifted.
-    os.environ["SALON_FRAMES_PER_SECOND"] = "1000000"
-    os.environ["SALON_FRAME_BURST"] = "1000000"
-    os.environ["SALON_MAX_CONNECTIONS_PER_USER"] = "1000"
+    lift_limits()
     with tempfile.TemporaryDirectory(prefix="salon-bench-protocol-") as tmp:
         print("  starting a platform (child process) ...", flush=True)
         with platform_at(Path(tmp) / "home", False) as (url, token, database_url):
