@@ -171,7 +171,16 @@ class AgentCore:
         return {"name": agent.name, "status": agent.status, "owner_id": agent.owner_id,
                 "version": agent.definition_version, "definition": agent.definition,
                 "system_prompt": agent.spec.system_prompt(), "turns": agent.turn_count,
-                "grants": agent.grants}
+                "grants": agent.grants, "guard": agent.guard}
+
+    async def set_guard(self, override: dict[str, Any] | None, by: str,
+                        is_admin: bool = False) -> dict[str, Any]:
+        """Record the owner's guardrail override (validated by ``domain.guardrails``)."""
+        agent = self._agent()
+        agent.check_command(by, is_admin)
+        agent.set_guard(override, by)
+        await self.save()
+        return {"agent": self.name, "guard": agent.guard}
 
     # -- triggers -----------------------------------------------------------------------
 

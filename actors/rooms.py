@@ -343,6 +343,15 @@ class RoomCore:
         room.set_policy(mode, max_agent_streak, selector)
         return await self._commit()
 
+    async def set_guard(self, guard_policy: dict[str, Any], by: str = "",
+                        is_admin: bool = False) -> int:
+        """Record the room's guardrail policy (the owner or an admin)."""
+        room = self._room()
+        policy.require_room_owner(Principal.acting(by, is_admin), room.facts(),
+                                  "set its guardrail policy")
+        room.set_guard(guard_policy, by)
+        return await self._commit()
+
     async def feedback(self, member_id: str, message_id: str, rating: int,
                        comment: str | None = None) -> int:
         """Record a member's rating of a message."""

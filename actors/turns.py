@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from actors import directory
+from actors.guards import guard_for
 from actors.recordings import Recording, ReplayProvider
 from actors.toolbox import Toolbox, authority_of
 from domain.capabilities import FREE_PROVIDERS
@@ -112,6 +113,8 @@ class TurnRunner:
         self.forked_from: dict[str, Any] | None = rules.get("forked_from")
         self.ephemerals = Ephemerals(actor.bus, trigger.room)
         self.retrievals: list[asyncio.Task[Any]] = []  # recall records being saved
+        # None unless the room's guardrail policy or the owner's override is on.
+        self.guard = guard_for(self, rules.get("guard"), self.agent.guard)
 
     async def publish(self, kind: str, **fields: Any) -> None:
         """Queue an ephemeral frame of this turn (it goes out in order, off the turn's path)."""
@@ -154,7 +157,12 @@ class TurnRunner:
         if self.trigger.kind == "select":
             await self._select()
             return None
-        return await self._post(await self._reply())
+        reply: str | None = await self._reply()
+        if self.guard is not None:
+            reply = self.guard.reply(reply)
+            if reply is None:
+                return None  # blocked by the guard: recorded, nothing posted
+        return await self._post(reply)
 
     async def _retrievals_saved(self) -> None:
         """Wait for the recall records saved beside the model call (before TurnCompleted)."""
@@ -202,8 +210,11 @@ class TurnRunner:
                                         content=self.trigger.text))
         elif nudge:
             messages.append(ChatMessage(role="user", name="salon", content=nudge))
-        return Context(messages, [m.position for m in prepared.context], prepared.system,
-                       prepared.memory_ids, prepared.context)
+        shown, positions = prepared.context, [m.position for m in prepared.context]
+        if self.guard is not None:
+            messages, shown, positions = await self.guard.context(messages, shown, positions,
+                                                                  self.actor.name)
+        return Context(messages, positions, prepared.system, prepared.memory_ids, shown)
 
     def _prepare(self) -> Prepared:
         """Context and system prompt, with memories recalled (and the recall recorded)."""
@@ -338,7 +349,8 @@ class TurnRunner:
             last_round = round_ == self.spec.max_tool_rounds
             request = ModelRequest(model=self.spec.model, system=context.system,
                                    messages=messages, tools=[] if last_round else specs)
-            completion = await self._call(request, context.positions, stream=True,
+            completion = await self._call(request, context.positions,
+                                          stream=self.guard is None or self.guard.streams,
                                           memory_ids=context.memory_ids, defer=True)
             if not completion.tool_calls:
                 self.remembered = context
@@ -348,15 +360,25 @@ class TurnRunner:
             messages.append(ChatMessage(role="assistant", content=completion.text,
                                         tool_calls=completion.tool_calls))
             for call in completion.tool_calls:
-                outcome = self.recording.next_tool(call.name) if self.recording else \
-                    await toolbox.execute(call.name, call.arguments)
-                self.agent.record_tool_call(self.turn_id, call.name, call.arguments,
+                arguments, refusal = call.arguments, None
+                if self.guard is not None:
+                    arguments, refusal = self.guard.tool_call(call.name, call.arguments)
+                if self.recording:
+                    outcome = self.recording.next_tool(call.name)
+                elif refusal is None:
+                    outcome = await toolbox.execute(call.name, arguments)
+                if refusal is not None:
+                    outcome = {"status": "refused", "result": refusal, "duration_ms": 0.0}
+                self.agent.record_tool_call(self.turn_id, call.name, arguments,
                                             outcome["result"], outcome["status"],
                                             outcome["duration_ms"])
+                result = outcome["result"]
+                if self.guard is not None and outcome["status"] == "ok":
+                    result = await self.guard.tool_result(call.name, result)
                 await self.actor.save()
                 await self.publish("tool_executed", tool=call.name, status=outcome["status"])
                 messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id,
-                                            content=outcome["result"]))
+                                            content=result))
         raise SalonError(f"agent {self.actor.name!r} used its {self.spec.max_tool_rounds} tool "
                          "rounds without answering")
 

@@ -106,6 +106,40 @@ class Agent(Aggregate):
     def _capabilities_granted(self, capabilities: dict[str, list[str]], by: str) -> None:
         self.granted = dict(capabilities)
 
+    @property
+    def guard(self) -> dict[str, Any] | None:
+        """The owner's guardrail override for this agent (None: the rooms' policies alone)."""
+        return getattr(self, "guard_override", None)
+
+    def set_guard(self, override: dict[str, Any] | None, by: str) -> None:
+        """Record the owner's guardrail override (a validated ``GuardPolicy``; None clears)."""
+        if override != self.guard:
+            self._guard_override_set(override=override, by=by)
+
+    @event("GuardOverrideSet")
+    def _guard_override_set(self, override: dict[str, Any] | None, by: str) -> None:
+        self.guard_override = override
+
+    def record_guard_verdict(self, turn_id: str, room: str, direction: str, source: str,
+                             check: str, score: float, action: str, mode: str,
+                             position: int | None = None, tool: str | None = None,
+                             kinds: list[str] | None = None, detail: str = "") -> None:
+        """Record what a guardrail found in a turn's input or output and what it did."""
+        self._require_open(turn_id)
+        self._guardrail_flagged(turn_id=turn_id, room_id=room, direction=direction,
+                                source=source, check=check, score=round(float(score), 4),
+                                action=action, mode=mode, position=position, tool=tool,
+                                kinds=list(kinds or []), detail=detail[:500])
+
+    @event("GuardrailFlagged")
+    def _guardrail_flagged(self, turn_id: str, room_id: str, direction: str, source: str,
+                           check: str, score: float, action: str, mode: str,
+                           position: int | None, tool: str | None, kinds: list[str],
+                           detail: str) -> None:
+        turn = self.turns.get(turn_id)
+        if turn is not None:
+            turn["guard_flags"] = turn.get("guard_flags", 0) + 1
+
     def check_command(self, user: str, is_admin: bool) -> None:
         """Raise Forbidden unless ``user`` may control this agent."""
         policy.require_agent_owner(policy.Principal.acting(user, is_admin),

@@ -118,6 +118,8 @@ FRAME_RULES: dict[str, str] = {
     "emergency_stop": "admin",
     "rerun": "admin",
     "import": "admin",
+    "set_guard": "room_owner",        # the room's guardrail policy
+    "set_agent_guard": "agent_owner", # the agent's guardrail override
 }
 
 
@@ -254,3 +256,13 @@ def deputy_refusal(tool: str, needs: frozenset[str], owner: str, authority: Auth
             f"this turn) does not hold; the agent's owner ({owner}) can mark the tool safe for "
             "everyone in this room with `tools_for_everyone`, or an admin can grant "
             f"{authority.name} the permission")
+
+
+def require_judge_allowed(user: Principal, provider: str, free: frozenset[str],
+                          granted_providers: frozenset[str]) -> None:
+    """A guardrail judge spends like an agent's model: a paid provider needs an admin or a
+    grant of that provider to whoever names the judge."""
+    if provider in free or user.is_admin or provider in granted_providers:
+        return
+    raise Forbidden(f"a judge on provider {provider!r} spends the operator's money; "
+                    f"{ADMIN_GRANTS}, or use a free one ({', '.join(sorted(free))})")

@@ -134,7 +134,7 @@ class Room(Aggregate):
     def rules(self) -> dict[str, Any]:
         """What agents need to know of this room to decide and act: policy, re-run, overrides."""
         return {**self.policy, "rerun_of": self.rerun_of, "overrides": dict(self.overrides),
-                "forked_from": self.forked_from}
+                "forked_from": self.forked_from, "guard": self.guard}
 
     def describe(self) -> dict[str, Any]:
         """The room's state as plain data (for replay and inspection)."""
@@ -296,6 +296,21 @@ class Room(Aggregate):
     @event("RoomArchived")
     def _archived(self) -> None:
         self.archived = True
+
+    @property
+    def guard(self) -> dict[str, Any] | None:
+        """The room's guardrail policy as plain data (None: never set, i.e. off)."""
+        return getattr(self, "guard_policy", None)
+
+    def set_guard(self, guard_policy: dict[str, Any], by: str) -> None:
+        """Record the guardrail policy of this room (the owner's or an admin's; checked by the
+        caller through ``domain.policy``). ``guard_policy`` is a validated ``GuardPolicy``."""
+        if guard_policy != self.guard:
+            self._guard_policy_set(policy=dict(guard_policy), by=by)
+
+    @event("GuardPolicySet")
+    def _guard_policy_set(self, policy: dict[str, Any], by: str) -> None:
+        self.guard_policy = policy
 
 
 def direct_room_name(a: tuple[str, str], b: tuple[str, str]) -> str:

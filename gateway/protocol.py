@@ -311,13 +311,30 @@ class ShareKnowledge(Frame):
         = Field(max_length=1_000)
 
 
+class SetGuard(Frame):
+    """The room's guardrail policy (its owner or an admin): see ``domain/guardrails.py``."""
+
+    type: Literal["set_guard"]
+    room: Name
+    policy: dict[str, Any]
+
+
+class SetAgentGuard(Frame):
+    """The agent's guardrail override (its owner or an admin); ``null`` clears it."""
+
+    type: Literal["set_agent_guard"]
+    agent: Name
+    policy: dict[str, Any] | None
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
     | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact
     | AddDocument | Knowledge | RevokeToken | Grant | Grants | ShareKnowledge
-    | AddMember,
+    | AddMember
+    | SetGuard | SetAgentGuard,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
@@ -327,7 +344,8 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "agent_state", "export", "import", "diff", "rerun", "override", "memories",
          "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge",
          "revoke_token", "grant", "grants", "share_knowledge",
-         "add_member")
+         "add_member",
+         "set_guard", "set_agent_guard")
 MAX_DEPTH = 32
 
 

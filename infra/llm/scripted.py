@@ -3,9 +3,11 @@
 It is named for what it is and never stands in silently for a real model. Each script entry is
 one turn: a reply template (``{author}``, ``{text}``, ``{agent}``, ``{system}`` and, after a
 tool call, ``{result}`` are filled in), a JSON object ``{"tool": NAME, "arguments": {...}}``
-that calls a tool, or a JSON array of such steps (say, a tool call, then a reply quoting its
-result). The k-th turn of a conversation (k replies of the agent before the last message
-addressed to it) uses entry k, cycling, so a reply depends only on the request.
+that calls a tool, a JSON object ``{"when": {REGEX: reply, ...}, "else": reply}`` whose
+reply depends on the last message (how a scripted guardrail judge tells texts apart), or a
+JSON array of such steps (say, a tool call, then a reply quoting its result). The k-th turn
+of a conversation (k replies of the agent before the last message addressed to it) uses
+entry k, cycling, so a reply depends only on the request.
 
 Reflection's two prompts (``memory/reflection.py``) are not answered from the script but from
 the prompt itself: three fixed questions, then one insight citing the first two numbered
@@ -67,6 +69,7 @@ class ScriptedProvider:
         steps = _steps(self.script[turn % len(self.script)])
         line = steps[min(step, len(steps) - 1)]
         last = messages[last_user] if last_user >= 0 else None
+        line = _conditional(line, last.content if last else "")
         tool = _tool_request(line)
         if tool is not None:
             name, arguments = tool
@@ -136,6 +139,27 @@ def _steps(entry: str) -> list[str]:
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return value
     return [entry]
+
+
+def _conditional(line: str, text: str) -> str:
+    """A step ``{"when": {REGEX: reply, ...}, "else": reply}`` picks the reply of the first
+    pattern found in the last message (case-insensitive); any other step stays as it is."""
+    if not line.lstrip().startswith("{"):
+        return line
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(value, dict) or not isinstance(value.get("when"), dict):
+        return line
+    for pattern, reply in value["when"].items():
+        try:
+            found = re.search(str(pattern), text[:20_000], re.IGNORECASE)
+        except re.error:
+            continue
+        if found:
+            return str(reply)
+    return str(value.get("else", ""))
 
 
 def _tool_request(line: str) -> tuple[str, dict[str, Any]] | None:
