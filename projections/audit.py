@@ -213,6 +213,11 @@ class Audit(Projection[AuditView]):
                 target = f"model:{fields.get('provider')}/{fields.get('model')}"
             elif event_name == "ToolExecuted":
                 target = f"tool:{fields.get('tool')}"
+            elif event_name == "GuardrailFlagged":
+                target = f"guard:{fields.get('check')}"
+            elif event_name == "GuardOverrideSet":
+                actor = f"user:{fields.get('by')}"
+                user = str(fields.get("by") or "") or None
             elif event_name in ("TurnCompleted", "TurnFailed") and room:
                 target = f"room:{room}"
             elif event_name in ("AgentDefined",):
@@ -252,6 +257,9 @@ class Audit(Projection[AuditView]):
         if event_name == "FeedbackGiven":
             member = str(fields.get("member_id"))
             return f"user:{member}", agent, member
+        if event_name == "GuardPolicySet":
+            by = str(fields.get("by") or "")
+            return (f"user:{by}" if by else "system"), agent, by or user
         if event_name == "AgentOverridden":
             return "system", str(fields.get("agent") or "") or None, user
         return "system", agent, user

@@ -100,4 +100,12 @@ def agent_families(reader: Queries, since: str | None = None) -> list[Family]:
         by = "user" if dimension == "user_name" else dimension
         for row in metrics.tool_success(reader, dimension, since):
             success.add({"by": by, "key": row["key"], "day": row["day"]}, row["ratio"])
-    return [calls, tokens, cost, fallbacks, latency, tool_calls, success]
+    guards = Family("salon_guardrail_verdicts_total", "counter",
+                    "Guardrail verdicts by check and action (flagged, blocked, redacted, "
+                    "refused).")
+    for row in metrics.guard_verdicts(reader, since):
+        guards.add({"day": row["day"], "agent": row["agent"], "room": row["room"],
+                    "user": row["user_name"], "direction": row["direction"],
+                    "source": row["source"], "check": row["check_name"],
+                    "action": row["action"]}, row["verdicts"])
+    return [calls, tokens, cost, fallbacks, latency, tool_calls, success, guards]

@@ -36,6 +36,16 @@ LEFT JOIN {s}.agents AS a ON a.agent_id = %(agent)s
 LEFT JOIN {s}.turns AS t ON t.agent_id = %(agent)s AND t.turn_id = %(turn)s"""
 
 
+INSERT_GUARD = """
+INSERT INTO {s}.guard_verdicts (position, day, agent, room, user_name, direction, source,
+                                check_name, action)
+SELECT %(position)s, %(day)s, coalesce(a.name, ''), %(room)s, coalesce(t.user_name, ''),
+       %(direction)s, %(source)s, %(check)s, %(action)s
+FROM (SELECT 1) AS one
+LEFT JOIN {s}.agents AS a ON a.agent_id = %(agent)s
+LEFT JOIN {s}.turns AS t ON t.agent_id = %(agent)s AND t.turn_id = %(turn)s"""
+
+
 class MetricsView(View):
     """Tables of the metrics read model."""
 
@@ -68,6 +78,16 @@ class MetricsView(View):
             status text NOT NULL,
             duration_ms double precision NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS tool_calls_day ON {s}.tool_calls (day)",
+        """CREATE TABLE IF NOT EXISTS {s}.guard_verdicts (
+            position bigint PRIMARY KEY,
+            day date NOT NULL,
+            agent text NOT NULL,
+            room text NOT NULL,
+            user_name text NOT NULL,
+            direction text NOT NULL,
+            source text NOT NULL,
+            check_name text NOT NULL,
+            action text NOT NULL)""",
     )
 
 
@@ -108,6 +128,14 @@ class Metrics(Projection[MetricsView]):
             "position": tx.position, "day": event.timestamp.astimezone(UTC).date(),
             "agent": event.originator_id, "turn": event.turn_id, "tool": event.tool,
             "status": event.status, "duration": float(event.duration_ms)})
+
+    @apply.register
+    def _(self, event: Agent.GuardrailFlagged, tx: Tx) -> None:
+        tx.execute(INSERT_GUARD, {
+            "position": tx.position, "day": event.timestamp.astimezone(UTC).date(),
+            "agent": event.originator_id, "turn": event.turn_id, "room": str(event.room_id),
+            "direction": event.direction, "source": event.source, "check": event.check,
+            "action": event.action})
 
     @apply.register
     def _(self, event: Agent.TurnCompleted, tx: Tx) -> None:
@@ -169,6 +197,16 @@ def tool_success(reader: Queries, dimension: str, since: str | None = None
         f"SELECT day::text AS day, {dimension} AS key, count(*) AS calls, "
         "avg(CASE WHEN status = 'ok' THEN 1.0 ELSE 0.0 END) AS ratio "
         f"FROM {{s}}.tool_calls {where} GROUP BY day, {dimension} ORDER BY day, key", params)
+
+
+def guard_verdicts(reader: Queries, since: str | None = None) -> list[dict[str, Any]]:
+    """Guardrail verdicts per day, agent, room, user, direction, source, check and action."""
+    where, params = _since(since)
+    return reader.rows(
+        "SELECT day::text AS day, agent, room, user_name, direction, source, check_name, "
+        f"action, count(*) AS verdicts FROM {{s}}.guard_verdicts {where} "
+        "GROUP BY day, agent, room, user_name, direction, source, check_name, action "
+        "ORDER BY day, agent, room, user_name, direction, source, check_name, action", params)
 
 
 def _since(since: str | None) -> tuple[str, list[Any]]:

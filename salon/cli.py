@@ -134,6 +134,64 @@ def rooms_policy(room: str, mode: str, max_agent_streak: int, selector: str | No
     click.echo(f"{room}: {mode}, at most {max_agent_streak} agent messages in a row")
 
 
+def guard_options(command: Any) -> Any:
+    """The options ``rooms guard`` and ``agents guard`` share."""
+    options = [
+        click.option("--policy", "mode", default=None,
+                     type=click.Choice(["off", "flag", "block", "redact"]),
+                     help="flag: let flagged texts through marked untrusted; block: stop "
+                          "them; redact: mask secrets and PII (withhold injections)"),
+        click.option("--check", "checks", multiple=True,
+                     type=click.Choice(["injection", "secrets", "pii", "content"]),
+                     help="a check to run (repeat; default all four)"),
+        click.option("--category", "categories", multiple=True,
+                     type=click.Choice(["violence", "self_harm", "hate", "sexual", "weapons"]),
+                     help="a content-filter category (repeat; default all)"),
+        click.option("--judge", default=None, metavar="PROVIDER:MODEL",
+                     help="the model judging injection (default: a pattern heuristic)"),
+        click.option("--judge-script", multiple=True,
+                     help="for a scripted judge: its reply lines (repeat)"),
+        click.option("--judge-timeout", type=click.FloatRange(0.01, 60), default=10.0,
+                     show_default=True, help="seconds before the judge fails closed"),
+        click.option("--threshold", type=click.FloatRange(0, 1), default=0.5,
+                     show_default=True, help="judge score from which a text is flagged"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def guard_policy(mode: str | None, checks: tuple[str, ...], categories: tuple[str, ...],
+                 judge: str | None, judge_script: tuple[str, ...], judge_timeout: float,
+                 threshold: float) -> dict[str, Any]:
+    """The ``policy`` of a guard frame from the shared options."""
+    if mode is None:
+        fail(Invalid("say what the guard does: --policy off|flag|block|redact"))
+    found: dict[str, Any] = {"mode": mode}
+    if checks:
+        found["checks"] = list(checks)
+    if categories:
+        found["categories"] = list(categories)
+    if judge is not None:
+        provider, _, model = judge.partition(":")
+        if not provider or not model:
+            fail(Invalid(f"--judge {judge!r} should read PROVIDER:MODEL, e.g. "
+                         "scripted:judge or ollama:llama3.2"))
+        found["judge"] = {"provider": provider, "model": model, "script": list(judge_script),
+                          "timeout_seconds": judge_timeout, "threshold": threshold}
+    return found
+
+
+@rooms.command("guard")
+@click.argument("room")
+@guard_options
+def rooms_guard(room: str, **options: Any) -> None:
+    """Set ROOM's guardrail policy (its owner or an admin)."""
+    result = call({"type": "set_guard", "room": room, "policy": guard_policy(**options)})
+    guard = result["guard"]
+    click.echo(f"{room}: guardrails {guard['mode']} ({', '.join(guard['checks'])})")
+
+
 @rooms.command("add-member")
 @click.argument("room")
 @click.argument("user")
@@ -410,6 +468,25 @@ def knowledge_search(collection: str, query: str, k: int) -> None:
     rows = [{"score": f"{p['score']:.3f}", "title": p["title"], "passage": _clip(p["chunk"], 70)}
             for p in found["passages"]]
     table(rows, ["score", "title", "passage"])
+
+
+@agents.command("guard")
+@click.argument("agent")
+@guard_options
+@click.option("--allow-flagged", "allow", multiple=True, metavar="TOOL",
+              help="a privileged tool that may still run after a flagged input ('*': all)")
+@click.option("--clear", is_flag=True, help="remove the override (the rooms' policies alone)")
+def agents_guard(agent: str, allow: tuple[str, ...], clear: bool, **options: Any) -> None:
+    """Tighten the guardrails for AGENT in every room (its owner or an admin)."""
+    found: dict[str, Any] | None = None
+    if not clear:
+        found = {**guard_policy(**options), "allow_flagged_tools": list(allow)}
+    result = call({"type": "set_agent_guard", "agent": agent, "policy": found})
+    guard = result["guard"]
+    click.echo(f"{agent}: no guardrail override" if guard is None else
+               f"{agent}: guardrails at least {guard['mode']}"
+               + (f", allowed after a flag: {', '.join(guard['allow_flagged_tools'])}"
+                  if guard["allow_flagged_tools"] else ""))
 
 
 @agents.command("add")
