@@ -89,6 +89,10 @@ ROWS: list[tuple[str, Frame, set[str]]] = [
     ("grants", lambda n: {"type": "grants", "user": n["owner"]}, OWNERS),
     ("rerun", lambda n: {"type": "rerun", "room": n["room"], "name": n["fresh"]}, ADMINS),
     ("import", lambda n: {"type": "import", "data": "not an export"}, ADMINS),
+    ("set_guard", lambda n: {"type": "set_guard", "room": n["room"],
+                             "policy": {"mode": "off"}}, OWNERS),
+    ("set_agent_guard", lambda n: {"type": "set_agent_guard", "agent": n["agent"],
+                                   "policy": None}, OWNERS),
     ("emergency_stop", lambda n: {"type": "emergency_stop", "reason": "permission table"},
      ADMINS),
 ]
