@@ -3,11 +3,11 @@
 It is named for what it is and never stands in silently for a real model. Each script entry is
 one turn: a reply template (``{author}``, ``{text}``, ``{agent}``, ``{system}`` and, after a
 tool call, ``{result}`` are filled in), a JSON object ``{"tool": NAME, "arguments": {...}}``
-that calls a tool, a JSON object ``{"when": {REGEX: reply, ...}, "else": reply}`` whose
-reply depends on the last message (how a scripted guardrail judge tells texts apart), or a
-JSON array of such steps (say, a tool call, then a reply quoting its result). The k-th turn
-of a conversation (k replies of the agent before the last message addressed to it) uses
-entry k, cycling, so a reply depends only on the request.
+that calls a tool, a JSON object ``{"when": {"word|other": reply, ...}, "else": reply}``
+whose reply depends on the words of the last message (how a scripted guardrail judge tells
+texts apart), or a JSON array of such steps (say, a tool call, then a reply quoting its
+result). The k-th turn of a conversation (k replies of the agent before the last message
+addressed to it) uses entry k, cycling, so a reply depends only on the request.
 
 Reflection's two prompts (``memory/reflection.py``) are not answered from the script but from
 the prompt itself: three fixed questions, then one insight citing the first two numbered
@@ -142,8 +142,10 @@ def _steps(entry: str) -> list[str]:
 
 
 def _conditional(line: str, text: str) -> str:
-    """A step ``{"when": {REGEX: reply, ...}, "else": reply}`` picks the reply of the first
-    pattern found in the last message (case-insensitive); any other step stays as it is."""
+    """A step ``{"when": {"a|b": reply, ...}, "else": reply}`` picks the reply of the first
+    key one of whose ``|``-separated words is in the last message (case-insensitive); any
+    other step stays as it is. Plain words, not regular expressions: a script may come from
+    someone other than the agent's owner (a room's judge), and must not cost it much."""
     if not line.lstrip().startswith("{"):
         return line
     try:
@@ -152,12 +154,9 @@ def _conditional(line: str, text: str) -> str:
         return line
     if not isinstance(value, dict) or not isinstance(value.get("when"), dict):
         return line
-    for pattern, reply in value["when"].items():
-        try:
-            found = re.search(str(pattern), text[:20_000], re.IGNORECASE)
-        except re.error:
-            continue
-        if found:
+    lowered = text[:20_000].lower()
+    for words, reply in value["when"].items():
+        if any(w and w in lowered for w in str(words).lower().split("|")):
             return str(reply)
     return str(value.get("else", ""))
 
