@@ -36,4 +36,4 @@ def handles(frame_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
-from gateway.handlers import admin, agents, history, memory, rooms  # noqa: E402, F401
+from gateway.handlers import admin, agents, history, memory, privacy, rooms  # noqa: E402, F401
