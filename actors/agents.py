@@ -67,7 +67,8 @@ class AgentCore:
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
         # A host shares one store and one bus among its agents.
         self.store = store or EventStore(settings.database_url, settings.snapshot_interval,
-                                            create_tables=False)
+                                         create_tables=False,
+                                         master_key=settings.master_key_path())
         self.bus = bus or RoomBus(settings.redis_url)
         self.clock: Callable[[], float] = time.time
         self.agent: Agent | None = self._load()

@@ -67,7 +67,7 @@ class Host:
         self.passivated = 0
         assert settings.database_url and settings.redis_url, "hosts need resolved server URLs"
         self.store = EventStore(settings.database_url, settings.snapshot_interval,
-                                create_tables=False)
+                                create_tables=False, master_key=settings.master_key_path())
         self.bus = RoomBus(settings.redis_url)
         self.reaper: asyncio.Task[None] | None = None
 

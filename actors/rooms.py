@@ -15,13 +15,14 @@ import ray
 from actors import directory
 from actors.commits import GroupCommitter
 from actors.fanout import AgentFanout
-from domain import policy
+from domain import personal, policy
 from domain.agents import Agent
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, SalonError
 from domain.ids import agent_id, room_id
 from domain.policy import RESERVED_ROOM_PREFIXES, Principal
 from domain.quotas import Limits, Usage, check_thread
 from domain.rooms import Room, direct_room_name
+from domain.threads import thread_id
 from domain.wire import event_frame
 from infra.bus import RoomBus
 from infra.settings import Settings
@@ -46,7 +47,7 @@ class RoomCore:
         assert settings.database_url and settings.redis_url, "actors need resolved server URLs"
         # A host shares one store and one bus among its rooms.
         self.store = store or EventStore(settings.database_url, settings.snapshot_interval,
-                                         create_tables=False)
+                                         create_tables=False, master_key=settings.master_key_path())
         self.bus = bus or RoomBus(settings.redis_url)
         self.room: Room | None = self._load()
         # Events up to here are not handed to agents (a fork's or an import's copied prefix).
@@ -120,7 +121,7 @@ class RoomCore:
             raise
 
     async def fork_from(self, parent: str, at: int, owner_id: str,
-                        is_admin: bool = False) -> int:
+                        is_admin: bool = False, keep_redacted: bool = False) -> int:
         """Open this room as a fork of ``parent`` at position ``at``."""
         if self.room is not None:
             raise Conflict(f"room {self.name!r} exists already; pick another name for the fork")
@@ -138,6 +139,8 @@ class RoomCore:
         if not current.may_see(owner_id, is_admin):
             raise Forbidden(f"room {parent!r} is private; ask its owner to add you")
         self.room = Room.fork(self.name, events, owner_id)
+        if keep_redacted:
+            self.room.keep_redacted(owner_id)
         self.agents_from = at
         try:
             return await self._commit()
@@ -211,7 +214,8 @@ class RoomCore:
         past = await asyncio.to_thread(
             self.store.get_at, Room, self.id, position, _missing(self.name))
         transcript = [{"position": int(e.originator_version), "author_id": e.author_id,
-                       "text": e.text, "at": e.timestamp.isoformat()}
+                       "text": e.text, "at": e.timestamp.isoformat(),
+                       **{k: True for k in ("redacted", "erased") if getattr(e, k, False)}}
                       for e in events if isinstance(e, Room.MessagePosted)]
         return {"state": past.describe(), "transcript": transcript}
 
@@ -358,6 +362,62 @@ class RoomCore:
         self._room().give_feedback(message_id, member_id, rating, comment)
         return await self._commit()
 
+    async def redact(self, message_id: str, by: str, reason: str | None = None,
+                     is_admin: bool = False) -> dict[str, Any]:
+        """Take back a message (its author, the room's owner or an admin), here and in the
+        forks that copied it, unless a fork's owner chose to keep its copies.
+
+        The thread's data key is destroyed too: titles and summaries made before may quote
+        the message, so they become unreadable and the threads view makes them again.
+        """
+        room = self._room()
+        position = room.message_ids.get(message_id)
+        if position is None:
+            raise NotFound(f"message {message_id!r} is not in room {self.name!r}")
+        found = await asyncio.to_thread(self.store.events, self.id, position - 1, position)
+        author = str(getattr(found[0], "author_id", "")) if found else ""
+        policy.require_may_redact(Principal.acting(by, is_admin), room.facts(), author)
+        room.redact(message_id, by, reason)
+        head = await self._commit()
+        forks = await self._redact_forks(message_id, position, by)
+        await asyncio.to_thread(self.store.forget, [personal.stream(thread_id(self.name))],
+                                False)
+        return {"room": self.name, "message_id": message_id, "position": head,
+                "message_position": position, "forks": forks}
+
+    async def redact_copy(self, message_id: str, by: str) -> list[str]:
+        """A parent redacted a message this fork copied: redact the copy, unless the fork's
+        owner keeps copies. Returns the rooms whose copy was redacted (this and its forks)."""
+        room = self._room()
+        position = room.message_ids.get(message_id)
+        forked = room.forked_from or {}
+        if position is None or message_id in room.redactions or forked.get("keep_redacted") \
+                or position > int(forked.get("at", 0)):
+            return []
+        room.redact(message_id, by, "redacted in the room this one was forked from")
+        await self._commit()
+        forks = await self._redact_forks(message_id, position, by)
+        await asyncio.to_thread(self.store.forget, [personal.stream(thread_id(self.name))],
+                                False)
+        return [self.name, *forks]
+
+    async def _redact_forks(self, message_id: str, position: int, by: str) -> list[str]:
+        children = await asyncio.to_thread(forks_of, self.store, self.name)
+        done: list[str] = []
+        for child, at in children:
+            if at >= position:
+                done.extend(await directory.room(child, self.settings).redact_copy.remote(
+                    message_id, by))
+        return done
+
+    async def keep_redacted(self, by: str, is_admin: bool = False) -> int:
+        """This fork's owner keeps its copies of messages the parent redacts from now on."""
+        room = self._room()
+        policy.require_room_owner(Principal.acting(by, is_admin), room.facts(),
+                                  "keep its copies of redacted messages")
+        room.keep_redacted(by)
+        return await self._commit()
+
     async def ping(self) -> str:
         return "pong"
 
@@ -373,6 +433,13 @@ class RoomCore:
         """Snapshot the room, so activating it again reads no more than the snapshot."""
         if self.room is not None:
             await asyncio.to_thread(self.store.snapshot, self.id, self.room.version)
+
+
+def forks_of(store: EventStore, parent: str) -> list[tuple[str, int]]:
+    """(name, fork position) of every room forked from ``parent``."""
+    return [(str(state["name"]), int(state["at_position"]))
+            for _, _, state in store.states_of(Room.RoomForked)
+            if state.get("parent_room_id") == parent]
 
 
 @ray.remote

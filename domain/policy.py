@@ -120,6 +120,11 @@ FRAME_RULES: dict[str, str] = {
     "import": "admin",
     "set_guard": "room_owner",        # the room's guardrail policy
     "set_agent_guard": "agent_owner", # the agent's guardrail override
+    "redact": "room_reader",          # and the message: its author, the room's owner, admins
+    "keep_redacted": "room_owner",    # a fork's owner keeps copies its parent redacts later
+    "forget_me": "user",
+    "forget_user": "admin",
+    "rotate_keys": "admin",
 }
 
 
@@ -194,6 +199,14 @@ def require_agent_user(user: Principal, agent: AgentFacts, doing: str) -> None:
     """Owners, admins, and anyone when the owner marked the agent joinable."""
     if not agent.joinable:
         require_agent_owner(user, agent, doing + " (its owner has not marked it joinable)")
+
+
+def require_may_redact(user: Principal, room: RoomFacts, author: str) -> None:
+    """A message is taken back by its author, the room's owner, or an admin."""
+    require_room_reader(user, room)
+    if not user.is_admin and user.name not in (author, room.owner_id):
+        raise Forbidden(f"only the author of a message ({author}), the owner of room "
+                        f"{room.name!r} ({room.owner_id}) or an admin may redact it")
 
 
 def require_self_or_admin(user: Principal, about: str | None, doing: str) -> None:

@@ -15,6 +15,7 @@ from domain.ids import agent_id, check_name, new_id, room_id, user_id
 
 MAX_TEXT = 16_000
 MAX_TOPIC = 500
+MAX_REASON = 500
 # Idempotency keys remembered per room; older keys fall out first (deterministic, so replay agrees).
 REQUEST_MEMORY = 10_000
 MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,63})")
@@ -103,7 +104,9 @@ class Room(Aggregate):
                            parent_room_id=parent.name, at_position=parent.position)
         for e in parent_events[1:]:
             fields = {k: v for k, v in vars(e).items()
-                      if k not in ("originator_id", "originator_version", "timestamp")}
+                      if k not in ("originator_id", "originator_version", "timestamp", "erased")}
+            if isinstance(e, Room.MessagePosted):
+                fields.setdefault("redacted", False)  # recorded before messages could be
             room.trigger_event(type(e), timestamp=e.timestamp, **fields)
         if owner_id not in room.members:
             room.join(owner_id, "human")
@@ -226,11 +229,13 @@ class Room(Aggregate):
         if reply_to is not None and reply_to not in self.message_ids:
             raise NotFound(f"message {reply_to!r} is not in room {self.name!r}")
 
+    # ``redacted`` is only ever true in a fork's copy of a message redacted before the fork.
     @event("MessagePosted")
     def _message_posted(self, message_id: str, author_id: str, text: str, reply_to: str | None,
                         mentions: list[str], client_msg_id: str | None,
                         request_id: str | None, author_kind: str = "human",
-                        agent_streak: int = 0, next_speaker: str | None = None) -> None:
+                        agent_streak: int = 0, next_speaker: str | None = None,
+                        redacted: bool = False) -> None:
         self.agent_streak = agent_streak
         if next_speaker is not None and self.policy["mode"] == "round_robin":
             self.round_robin += 1
@@ -287,6 +292,46 @@ class Room(Aggregate):
     def _feedback_given(self, message_id: str, member_id: str, rating: int,
                         comment: str | None) -> None:
         self.feedback_count = getattr(self, "feedback_count", 0) + 1
+
+    def redact(self, message_id: str, by: str, reason: str | None = None) -> int:
+        """Take back a message: its text is shown to no one again. Returns its position.
+
+        Who may redact (the author, the room's owner, an admin) is the policy's to say
+        (``policy.require_may_redact``); the room checks what is its own: the message is
+        here and not redacted already.
+        """
+        position = self.message_ids.get(message_id)
+        if position is None:
+            raise NotFound(f"message {message_id!r} is not in room {self.name!r}")
+        if message_id in self.redactions:
+            raise Conflict(f"message {message_id!r} is redacted already")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+            raise Invalid(f"a redaction's reason is text of at most {MAX_REASON} characters")
+        self._message_redacted(message_id=message_id, by=by, reason=reason or None,
+                               message_position=position)
+        return position
+
+    @property
+    def redactions(self) -> dict[str, int]:
+        """The messages redacted here: id -> position of the message."""
+        return vars(self).get("redacted_ids", {})
+
+    @event("MessageRedacted")
+    def _message_redacted(self, message_id: str, by: str, reason: str | None,
+                          message_position: int) -> None:
+        self.redacted_ids = {**vars(self).get("redacted_ids", {}), message_id: message_position}
+
+    def keep_redacted(self, by: str) -> None:
+        """This fork keeps its copies of messages its parent redacts later (its owner's
+        choice, recorded once)."""
+        if self.forked_from is None:
+            raise Invalid(f"room {self.name!r} is not a fork")
+        if not self.forked_from.get("keep_redacted"):
+            self._redactions_kept(by=by)
+
+    @event("RedactionsKept")
+    def _redactions_kept(self, by: str) -> None:
+        self.forked_from = {**(self.forked_from or {}), "keep_redacted": True}
 
     def archive(self) -> None:
         """Close the room to new messages."""

@@ -119,3 +119,22 @@ class User(Aggregate):
     @event("CapabilitiesGranted")
     def _capabilities_granted(self, capabilities: dict[str, list[str]], by: str) -> None:
         self.granted = dict(capabilities)
+
+    @property
+    def forgotten(self) -> bool:
+        """Whether this person's words were erased (their data key destroyed)."""
+        return bool(vars(self).get("forgotten_by"))
+
+    def forget(self, by: str) -> int:
+        """Record that this person is forgotten; every token stops. Returns tokens revoked.
+
+        The erasure itself is the destruction of their data key (infra/sealing.py); this
+        event tells read models to purge what they copied of their words.
+        """
+        revoked = self.revoke_all()
+        self._user_forgotten(name=self.name, by=by)
+        return revoked
+
+    @event("UserForgotten")
+    def _user_forgotten(self, name: str, by: str) -> None:
+        self.forgotten_by = by

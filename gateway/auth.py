@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+from domain import personal
 from domain.capabilities import Capabilities
 from domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from domain.ids import agent_id, user_id
 from domain.policy import Principal
+from domain.threads import thread_id
 from domain.users import User, hash_token, token_user
 from infra.store import EventStore
 
@@ -62,6 +64,19 @@ class Accounts:
             count = before - len(user.token_hashes)
         self.store.save(user.collect_events())
         return count
+
+    def forget(self, name: str, by: str) -> dict[str, int]:
+        """Erase what ``name`` said (crypto-shredding): record ``UserForgotten`` and revoke
+        their tokens, then destroy their data key and the keys of the threads of the rooms
+        they wrote in (titles and summaries may quote them). Returns once no process can
+        still open their words (the key cache has run out)."""
+        user = self.user(name)
+        rooms = self.store.rooms_written_by(name)
+        revoked = user.forget(by)
+        self.store.save(user.collect_events())
+        keys = self.store.forget([personal.person(name),
+                                  *(personal.stream(thread_id(r)) for r in rooms)])
+        return {"tokens_revoked": revoked, "rooms": len(rooms), "keys_destroyed": keys}
 
     def grant(self, name: str, capabilities: Capabilities, by: str) -> dict[str, list[str]]:
         """Set the capabilities ``name`` may hand to agents they own."""

@@ -16,7 +16,7 @@ from pydantic import (
 
 from domain.errors import Invalid, SalonError
 from domain.ids import NAME_PATTERN
-from domain.rooms import MAX_TEXT, MAX_TOPIC
+from domain.rooms import MAX_REASON, MAX_TEXT, MAX_TOPIC
 from domain.wire import encode
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN.pattern)]
@@ -87,6 +87,8 @@ class Fork(Frame):
     at: Annotated[int, Field(ge=1, strict=True)] | None = None
     message_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     name: Name | None = None
+    # Optional extension: keep copies of messages the parent redacts later (the fork's rule).
+    keep_redacted: bool = False
 
     @model_validator(mode="after")
     def _one_point(self) -> Fork:
@@ -327,14 +329,50 @@ class SetAgentGuard(Frame):
     policy: dict[str, Any] | None
 
 
+class Redact(Frame):
+    """Take back a message: its author, the room's owner or an admin."""
+
+    type: Literal["redact"]
+    room: Name
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    reason: Annotated[str, StringConstraints(max_length=MAX_REASON)] | None = None
+
+
+class KeepRedacted(Frame):
+    """A fork's owner keeps its copies of messages its parent redacts later."""
+
+    type: Literal["keep_redacted"]
+    room: Name
+
+
+class ForgetMe(Frame):
+    """Erase everything one has said; ``confirm`` repeats one's own name."""
+
+    type: Literal["forget_me"]
+    confirm: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class ForgetUser(Frame):
+    """An admin erases a person's words."""
+
+    type: Literal["forget_user"]
+    user: Name
+
+
+class RotateKeys(Frame):
+    """An admin re-wraps every data key under a new master key."""
+
+    type: Literal["rotate_keys"]
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
     | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact
     | AddDocument | Knowledge | RevokeToken | Grant | Grants | ShareKnowledge
-    | AddMember
-    | SetGuard | SetAgentGuard,
+    | AddMember | SetGuard | SetAgentGuard
+    | Redact | KeepRedacted | ForgetMe | ForgetUser | RotateKeys,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
@@ -344,8 +382,8 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "agent_state", "export", "import", "diff", "rerun", "override", "memories",
          "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge",
          "revoke_token", "grant", "grants", "share_knowledge",
-         "add_member",
-         "set_guard", "set_agent_guard")
+         "add_member", "set_guard", "set_agent_guard",
+         "redact", "keep_redacted", "forget_me", "forget_user", "rotate_keys")
 MAX_DEPTH = 32
 
 

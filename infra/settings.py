@@ -69,10 +69,19 @@ class Settings(BaseSettings):
     public_metrics: bool = Field(default=False,
                                  description="serve /metrics without a token (private listeners)")
 
+    master_key_file: Path | None = Field(
+        default=None, description="the master key that wraps the data keys sealing personal "
+        "words at rest (default: HOME/master.key, created with mode 0600 on first start)")
+
+    def master_key_path(self) -> Path:
+        """Where the master key is (SALON_MASTER_KEY_FILE, else under ``home``)."""
+        return (self.master_key_file or self.home / "master.key").resolve()
+
     def resolved(self, database_url: str, redis_url: str) -> Settings:
         """A copy pointing at the servers actually running, for handing to actors."""
         return self.model_copy(update={"database_url": database_url, "redis_url": redis_url,
-                                       "home": self.home.resolve()})
+                                       "home": self.home.resolve(),
+                                       "master_key_file": self.master_key_path()})
 
 
 def below_the_write_path(nice: int) -> None:

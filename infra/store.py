@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg.conninfo import conninfo_to_dict
@@ -16,6 +18,10 @@ from psycopg.sql import SQL, Identifier
 
 from domain.errors import Conflict, Invalid, NotFound
 from domain.exports import Record
+from domain.rooms import Room
+from infra.sealing import KeyRing, SealingMapper, is_sealed
+
+REDACTED_TOPIC = get_topic(Room.MessageRedacted)
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -97,21 +103,80 @@ class OrderedFunctionRecorder(PostgresApplicationRecorder):
 
 
 class Salon(Application[UUID]):
-    """The one eventsourcing application all Salon streams live in."""
+    """The one eventsourcing application all Salon streams live in.
+
+    With ``keys`` its events' personal fields are sealed at rest (infra/sealing.py); without,
+    they are stored as they are (only tools that never hold personal words open it so).
+    """
 
     name = "Salon"
     is_snapshotting_enabled = True
+
+    def __init__(self, env: dict[str, str], keys: KeyRing | None = None) -> None:
+        self.keys = keys
+        super().__init__(env=env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        mapper = super().construct_mapper()
+        return SealingMapper(mapper, self.keys) if self.keys is not None else mapper
+
+
+def master_key_path(path: Path | str | None = None) -> Path:
+    """The master key file: ``path``, else ``SALON_MASTER_KEY_FILE``, else under
+    ``SALON_HOME`` (``.salon`` when unset)."""
+    if path is not None:
+        return Path(path)
+    named = os.environ.get("SALON_MASTER_KEY_FILE")
+    if named:
+        return Path(named)
+    return Path(os.environ.get("SALON_HOME") or ".salon") / "master.key"
+
+
+def open_app(database_url: str, create_tables: bool = False, pre_ping: bool = False,
+             master_key: Path | str | None = None) -> Salon:
+    """The sealing application on ``database_url`` (for readers that are not an EventStore)."""
+    keys = KeyRing(database_url, master_key_path(master_key))
+    if create_tables:
+        keys.create_table()
+    return Salon(env=postgres_env(database_url, create_tables, pre_ping), keys=keys)
 
 
 class EventStore:
     """Loads and saves aggregates; reads ranges of a stream. Blocking: call from a thread."""
 
     def __init__(self, database_url: str, snapshot_interval: int = 100,
-                 create_tables: bool = True, pre_ping: bool = False) -> None:
+                 create_tables: bool = True, pre_ping: bool = False,
+                 master_key: Path | str | None = None) -> None:
         self.database_url = database_url
-        self.app = Salon(env=postgres_env(database_url, create_tables, pre_ping))
+        self.app = open_app(database_url, create_tables, pre_ping, master_key)
+        assert self.app.keys is not None
+        self.keys: KeyRing = self.app.keys
         self.snapshot_interval = snapshot_interval
         self.table = f"{Salon.name.lower()}_events"
+        if create_tables:
+            # Redactions are few; this index finds a room's without reading its messages.
+            self.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_redactions "
+                         f"ON {self.table} (originator_id) WHERE topic = '{REDACTED_TOPIC}'")
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Run one statement on the store's pool; rows as dicts (none for a command)."""
+        datastore = self.app.recorder.datastore
+        with datastore.transaction(commit=True) as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def redacted(self, aggregate_id: UUID) -> dict[str, dict[str, Any]]:
+        """The redacted messages of a room: message id -> who redacted it, and at which
+        position the redaction was recorded."""
+        rows = self.execute(f"SELECT originator_version, state FROM {self.table} "
+                            "WHERE originator_id = %s AND topic = %s",
+                            (aggregate_id, REDACTED_TOPIC))
+        found: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            state = json.loads(bytes(row["state"]))
+            found[str(state["message_id"])] = {"by": state.get("by"),
+                                               "position": int(row["originator_version"])}
+        return found
 
     def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         """The aggregate rebuilt from its latest snapshot and later events, or NotFound."""
@@ -168,13 +233,42 @@ class EventStore:
         listed = list(found)
         if newest:
             listed.reverse()
-        return listed
+        return self.with_redactions(aggregate_id, listed)
+
+    def with_redactions(self, aggregate_id: UUID, events: list[Any]) -> list[Any]:
+        """``events`` with the text of every redacted message blanked and marked redacted.
+
+        A redaction is recorded after the message, so a read of an earlier range looks it up
+        (through the partial index). Every reader of a room goes through here: history, a
+        join's backlog, replay, forks, exports, agents' context and digests.
+        """
+        if not any(isinstance(e, Room.MessagePosted) for e in events):
+            return events
+        redacted = self.redacted(aggregate_id)
+        for e in events:
+            if isinstance(e, Room.MessagePosted) and e.message_id in redacted:
+                e.__dict__["text"] = ""
+                e.__dict__["redacted"] = True
+        return events
 
     def records(self, aggregate_id: UUID) -> list[Record]:
-        """The stream's stored events as export records (version, topic, JSON state)."""
-        stored = self.app.recorder.select_events(aggregate_id)
-        return [Record(e.originator_version, e.topic, bytes(e.state).decode())
-                for e in stored]
+        """The stream's events as export records (version, topic, JSON state), opened.
+
+        An export is for its reader: sealed fields are opened (a forgotten person's read as
+        erased) and redacted messages are blank, so the file never depends on this
+        installation's keys and never carries what was taken back.
+        """
+        stored = list(self.app.recorder.select_events(aggregate_id))
+        mapper = self.app.mapper
+        events = self.with_redactions(aggregate_id, [mapper.to_domain_event(e) for e in stored])
+        plain = mapper.transcoder
+        out = []
+        for record, event in zip(stored, events, strict=True):
+            state = {k: v for k, v in vars(event).items()
+                     if k not in ("originator_id", "originator_version")}
+            out.append(Record(record.originator_version, record.topic,
+                              plain.encode(state).decode()))
+        return out
 
     def insert_records(self, aggregate_id: UUID, records: list[Record],
                        more: dict[UUID, list[Record]] | None = None) -> None:
@@ -183,15 +277,21 @@ class EventStore:
         stored = [StoredEvent(originator_id=stream, originator_version=r.version,
                               topic=r.topic, state=r.state.encode())
                   for stream, listed in streams.items() for r in listed]
+        sealed = []
         for record in stored:
             try:
                 resolve_topic(record.topic)
-                self.app.mapper.to_domain_event(record)
+                state = json.loads(record.state)
+                if any(is_sealed(v) for v in (state.values() if isinstance(state, dict) else ())):
+                    raise Invalid("it holds sealed fields; export it opened from its Salon")
+                # Sealed again here, with this installation's keys and this stream's id.
+                sealed.append(self.app.mapper.to_stored_event(
+                    self.app.mapper.to_domain_event(record)))
             except Exception as error:  # noqa: BLE001 - any undecodable event refuses the file
                 raise Invalid(f"event {record.originator_version} cannot be read by this "
                               f"Salon ({type(error).__name__}: {error})") from None
         try:
-            self.app.recorder.insert_events(stored)
+            self.app.recorder.insert_events(sealed)
         except IntegrityError:
             raise Conflict("that stream exists already in this installation") from None
 
@@ -200,14 +300,35 @@ class EventStore:
         sql = f"SELECT originator_id, originator_version, state FROM {self.table} " \
               "WHERE topic = %s ORDER BY notification_id"
         datastore = self.app.recorder.datastore
+        topic = get_topic(event_class)
         with datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(sql, (get_topic(event_class),))
+            cursor.execute(sql, (topic,))
             rows = cursor.fetchall()
-        return [(row["originator_id"], row["originator_version"],
-                 json.loads(bytes(row["state"]))) for row in rows]
+        out = []
+        for row in rows:
+            state = json.loads(bytes(row["state"]))
+            if isinstance(self.app.mapper, SealingMapper):
+                self.app.mapper.open_state(topic, row["originator_id"], state)
+            out.append((row["originator_id"], row["originator_version"], state))
+        return out
+
+    def rooms_written_by(self, author: str) -> list[str]:
+        """Names of the rooms where ``author`` posted (reads the log: a rare, admin-paced
+        call; the author's name is stored in the clear, their words are not)."""
+        sql = (f"SELECT DISTINCT convert_from(c.state, 'UTF8')::jsonb ->> 'name' AS name "
+               f"FROM {self.table} e JOIN {self.table} c ON c.originator_id = e.originator_id "
+               "AND c.originator_version = 1 WHERE e.topic = %s "
+               "AND convert_from(e.state, 'UTF8')::jsonb ->> 'author_id' = %s")
+        rows = self.execute(sql, (get_topic(Room.MessagePosted), author))
+        return sorted(str(r["name"]) for r in rows if r["name"])
+
+    def forget(self, subjects: list[str], wait: bool = True) -> int:
+        """Destroy the data keys of ``subjects`` (crypto-shredding); see KeyRing.forget."""
+        return self.keys.forget(subjects, wait=wait)
 
     def close(self) -> None:
         """Release database connections."""
+        self.keys.close()
         self.app.close()
 
 

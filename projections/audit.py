@@ -3,8 +3,12 @@
 A row says who did what to what, and when: ``actor`` (``user:NAME``, ``agent:NAME`` or
 ``system``), ``action`` (the event's kind, e.g. ``model_called``), ``target`` (``room:NAME``,
 ``agent:NAME``, ``model:PROVIDER/MODEL``, ``tool:NAME``, …), ``at`` (the event's time) and
-``details`` (every field of the event as canonical JSON: what an agent saw and said in
-``model_called``, its tokens and cost, a tool's arguments and result). ``agent``, ``room`` and
+``details`` (every field of the event as canonical JSON, except people's words: a personal
+field (``domain/personal.py``: message text, what a model saw and said, a tool's arguments
+and result, facts) is held as ``{"$personal": FIELD}``, and the audit's pages read it back
+from the log when they are shown (``store_opener``). So the audit never holds a copy of
+words that could outlive their redaction or their author's erasure, and its hash chain
+stays whole when they go). ``agent``, ``room`` and
 ``user`` name who and where an event concerns, for filtering: an agent's turns, model calls,
 tool calls, memories and messages all carry its name.
 
@@ -25,6 +29,7 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
+from domain import personal
 from domain.errors import Invalid
 from domain.memories import memory_stream_id
 from domain.threads import thread_id
@@ -99,6 +104,47 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+PERSONAL = "$personal"
+
+
+def without_personal(topic: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with every personal field replaced by a reference to it, and without the
+    read-time marks (``erased``, ``redacted``) that a later read may add."""
+    rule = personal.rule_for(topic)
+    out = {k: v for k, v in fields.items() if k not in ("erased", "redacted")}
+    for field in rule.fields if rule is not None else ():
+        if out.get(field) is not None:
+            out[field] = {PERSONAL: field}
+    return out
+
+
+Opener = Any  # (stream_id, version) -> the event's fields as the log reads them now, or None
+
+
+def store_opener(store: Any) -> Opener:
+    """Reads an audit row's personal fields back from the event store (redactions and
+    erasures applied: what was taken back reads as taken back)."""
+    def open_fields(stream_id: Any, version: int) -> dict[str, Any] | None:
+        found = store.events(UUID(str(stream_id)), after=version - 1, up_to=version)
+        return fields_of(found[0]) if found else None
+    return open_fields
+
+
+def _opened(details: dict[str, Any], row: dict[str, Any], opener: Opener | None
+            ) -> dict[str, Any]:
+    refs = [k for k, v in details.items() if isinstance(v, dict) and set(v) == {PERSONAL}]
+    if not refs or opener is None:
+        return details
+    fields = opener(row["stream_id"], int(row["version"])) or {}
+    out = dict(details)
+    for key in refs:
+        out[key] = fields.get(key, "")
+    for mark in ("erased", "redacted"):
+        if fields.get(mark):
+            out[mark] = True
+    return out
+
+
 def kind_of_event(name: str) -> str:
     """``ModelCalled`` -> ``model_called``."""
     return _SNAKE.sub("_", name).lower()
@@ -149,7 +195,8 @@ class Audit(Projection[AuditView]):
         row = {"position": tx.position, "stream_id": stream, "version": version,
                "at": event.timestamp, "actor": who[0],  # type: ignore[attr-defined]
                "action": kind_of_event(event_name), "target": who[1], "agent": who[2],
-               "room": who[3], "user_name": who[4], "details": canonical(fields)}
+               "room": who[3], "user_name": who[4],
+               "details": canonical(without_personal(topic, fields))}
         row["prev_hash"] = self.last_hash
         row["hash"] = self.last_hash = row_hash(self.last_hash, row)
         tx.execute(INSERT_ENTRY, [row[c] for c in COLUMNS])
@@ -226,6 +273,8 @@ class Audit(Projection[AuditView]):
             elif event_name in ("AgentPaused", "AgentResumed", "AgentStopped"):
                 actor = f"user:{fields.get('by')}"
                 user = str(fields.get("by") or "") or None
+        elif stream_class == "User" and event_name == "UserForgotten":
+            actor = f"user:{fields.get('by')}"
         elif stream_class == "MemoryStream":
             actor = f"agent:{name}" if name else "system"
             user = str(fields.get("user_id") or "") or None
@@ -260,6 +309,9 @@ class Audit(Projection[AuditView]):
         if event_name == "GuardPolicySet":
             by = str(fields.get("by") or "")
             return (f"user:{by}" if by else "system"), agent, by or user
+        if event_name in ("MessageRedacted", "RedactionsKept"):
+            by = str(fields.get("by"))
+            return f"user:{by}", agent, by
         if event_name == "AgentOverridden":
             return "system", str(fields.get("agent") or "") or None, user
         return "system", agent, user
@@ -299,26 +351,29 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def entries(reader: Reader, after: int = 0, limit: int = 100, **filters: Any
-            ) -> list[dict[str, Any]]:
-    """Rows of the audit log after position ``after``, oldest first, filtered."""
+def entries(reader: Reader, after: int = 0, limit: int = 100, opener: Opener | None = None,
+            **filters: Any) -> list[dict[str, Any]]:
+    """Rows of the audit log after position ``after``, oldest first, filtered; with an
+    ``opener``, personal fields are read back from the log."""
     where, params = _where(filters, after)
     rows = reader.rows(f"SELECT * FROM {{s}}.entries WHERE {where} ORDER BY position LIMIT %s",
                        [*params, limit])
-    return [plain_row(r) for r in rows]
+    return [plain_row(r, opener) for r in rows]
 
 
-def plain_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as plain JSON-able data (``details`` parsed)."""
+def plain_row(row: dict[str, Any], opener: Opener | None = None) -> dict[str, Any]:
+    """A row as plain JSON-able data (``details`` parsed, personal fields opened when an
+    ``opener`` is given)."""
     out = dict(row)
     out["stream_id"] = str(row["stream_id"])
     out["at"] = _plain(row["at"])
     out["user"] = out.pop("user_name")
-    out["details"] = json.loads(row["details"])
+    out["details"] = _opened(json.loads(row["details"]), row, opener)
     return out
 
 
-def export(reader: Reader, fmt: str, **filters: Any) -> Iterator[str]:
+def export(reader: Reader, fmt: str, opener: Opener | None = None,
+           **filters: Any) -> Iterator[str]:
     """The filtered audit log as JSONL lines or CSV text, chunk by chunk."""
     if fmt not in ("jsonl", "csv"):
         raise Invalid(f"export format is 'jsonl' or 'csv', not {fmt!r}")
@@ -326,7 +381,7 @@ def export(reader: Reader, fmt: str, **filters: Any) -> Iterator[str]:
     rows = reader.stream(f"SELECT * FROM {{s}}.entries WHERE {where} ORDER BY position", params)
     if fmt == "jsonl":
         for row in rows:
-            yield json.dumps(plain_row(row), ensure_ascii=False, sort_keys=True) + "\n"
+            yield json.dumps(plain_row(row, opener), ensure_ascii=False, sort_keys=True) + "\n"
         return
     header = [c if c != "user_name" else "user" for c in COLUMNS]
     buffer = io.StringIO()

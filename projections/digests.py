@@ -90,20 +90,25 @@ def plan(threads: Reader, queue: JobQueue, title_after: int = TITLE_AFTER,
     asked = []
     only = list(rooms) if rooms is not None else None
     for row in threads.rows(
-            "SELECT name, last_position, message_count FROM {s}.threads "
+            "SELECT name, last_position, message_count, purges FROM {s}.threads "
             "WHERE title IS NULL AND message_count >= %s "
             "AND (%s::text[] IS NULL OR name = ANY(%s))", (title_after, only, only)):
         asked.append(queue.enqueue("title", {"room": row["name"], "up_to": row["last_position"]},
-                                   job_id=f"title:{row['name']}"))
+                                   job_id=f"title:{row['name']}{_purged(row)}"))
     for row in threads.rows(
-            "SELECT name, last_position, message_count FROM {s}.threads "
+            "SELECT name, last_position, message_count, purges FROM {s}.threads "
             "WHERE message_count >= %s AND coalesce(summary_position, 0) < last_position "
             "AND (%s::text[] IS NULL OR name = ANY(%s))", (summary_every, only, only)):
         round_ = row["message_count"] // summary_every
         asked.append(queue.enqueue("summary",
                                    {"room": row["name"], "up_to": row["last_position"]},
-                                   job_id=f"summary:{row['name']}:{round_}"))
+                                   job_id=f"summary:{row['name']}:{round_}{_purged(row)}"))
     return asked
+
+
+def _purged(row: dict[str, Any]) -> str:
+    """A job id's suffix after the thread's digests were purged (redaction, erasure)."""
+    return f":p{row['purges']}" if row.get("purges") else ""
 
 
 class DigestJobs:
@@ -124,7 +129,8 @@ class DigestJobs:
         thread = self._thread(room)
         recorded = thread.record_title(text, up_to, job.id)
         self.store.save(thread.collect_events())
-        return {"room": room, "title": text, "recorded": recorded}
+        # The result stays in Valkey: it says what was done, never the words.
+        return {"room": room, "chars": len(text), "recorded": recorded}
 
     def summary(self, job: Job) -> dict[str, Any]:
         """Record a summary of the room of ``job``'s messages up to ``up_to``."""
@@ -133,7 +139,7 @@ class DigestJobs:
         thread = self._thread(room)
         recorded = thread.record_summary(text, up_to, job.id)
         self.store.save(thread.collect_events())
-        return {"room": room, "summary": text, "recorded": recorded}
+        return {"room": room, "chars": len(text), "recorded": recorded}
 
     def _messages(self, room: str, up_to: int) -> list[tuple[str, str]]:
         return [(e.author_id, e.text) for e in self.store.events(room_id(room), up_to=up_to)

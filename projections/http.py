@@ -195,11 +195,12 @@ class AdminPages:
         limit = _int(q.get("limit"), 100, 1, 5_000)
         after = _int(q.get("after"), 0, 0, 2**62)
         rows = audit.entries(self.reader("audit"), after=after, limit=limit,
-                             **self._audit_filters(q))
+                             opener=audit.store_opener(self.store), **self._audit_filters(q))
         return _json({"entries": rows, "next_after": rows[-1]["position"] if rows else after})
 
     def _audit_export(self, q: dict[str, str], fmt: str) -> Response:
-        body = "".join(audit.export(self.reader("audit"), fmt, **self._audit_filters(q)))
+        body = "".join(audit.export(self.reader("audit"), fmt, audit.store_opener(self.store),
+                                    **self._audit_filters(q)))
         kind = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
         return 200, f"{kind}; charset=utf-8", body.encode()
 

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from queue import Empty, Full, Queue
 from typing import Any
 
@@ -23,11 +24,11 @@ import psycopg
 from eventsourcing.persistence import Notification, Tracking
 from psycopg.rows import tuple_row
 
-from infra.store import Salon, postgres_env
+from infra.store import open_app
 from projections.views import APPLICATION, Projection, Undecodable, open_view
 
 log = logging.getLogger(__name__)
-EVENTS_TABLE = f"{Salon.name.lower()}_events"
+EVENTS_TABLE = "salon_events"
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,15 @@ class Runner:
     """Keeps one projection's view up to date with the log, in a thread of its own."""
 
     def __init__(self, projection_class: type[Projection[Any]], database_url: str, schema: str,
-                 *, batch_size: int = 500, until: int | None = None) -> None:
+                 *, batch_size: int = 500, until: int | None = None,
+                 master_key: Path | None = None) -> None:
         self.projection_class = projection_class
         self.database_url = database_url
         self.schema = schema
         self.batch_size = batch_size
         self.until = until  # apply nothing after this position (for rebuilds to a point)
         # The log's tables are the platform's to create (concurrent CREATEs fail in PostgreSQL).
-        self.app = Salon(env=postgres_env(database_url, create_tables=False))
+        self.app = open_app(database_url, master_key=master_key)
         self.view = open_view(projection_class, database_url, schema)
         self.projection = projection_class(view=self.view)
         self.applied = 0

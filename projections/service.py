@@ -70,6 +70,7 @@ class ProjectionHost:
     def __init__(self, name: str, settings: Settings, config: ProjectionSettings) -> None:
         below_the_write_path(settings.background_nice)
         self.runner = Runner(projection_class(name), _database(settings), config.schema(name),
+                             master_key=settings.master_key_path(),
                              batch_size=config.batch_size).start()
 
     def status(self) -> dict[str, Any]:
@@ -95,7 +96,8 @@ class JobHost:
         assert settings.redis_url, "the job host needs a resolved Redis URL"
         database_url = _database(settings)
         self.config = config
-        self.store = EventStore(database_url, settings.snapshot_interval, create_tables=False)
+        self.store = EventStore(database_url, settings.snapshot_interval, create_tables=False,
+                                master_key=settings.master_key_path())
         self.queue = JobQueue(settings.redis_url, DIGESTS, prefix=config.jobs_prefix,
                               claim_after=config.claim_after)
         self.worker = Worker(self.queue, DigestJobs(self.store).handlers).start()

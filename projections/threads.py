@@ -22,6 +22,7 @@ from domain.errors import Invalid, NotFound
 from domain.ids import room_id
 from domain.rooms import Room
 from domain.threads import Thread
+from domain.users import User
 from projections.views import Projection, Reader, Tx, View
 
 INSERT_THREAD = """
@@ -30,9 +31,10 @@ INSERT INTO {s}.threads (room_id, name, topic, visibility, owner_id, created_at,
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""
 INSERT_MESSAGE = """
 INSERT INTO {s}.messages (room_id, position, message_id, author_id, author_kind, text,
-                          reply_to, root_id, depth, bytes, posted_at)
+                          reply_to, root_id, depth, bytes, posted_at, redacted, erased)
 SELECT %(room)s, %(position)s, %(id)s, %(author)s, %(kind)s, %(text)s, %(reply_to)s,
-       COALESCE(p.root_id, %(id)s), COALESCE(p.depth + 1, 0), %(bytes)s, %(at)s
+       COALESCE(p.root_id, %(id)s), COALESCE(p.depth + 1, 0), %(bytes)s, %(at)s,
+       %(redacted)s, %(erased)s
 FROM (SELECT 1) AS one
 LEFT JOIN {s}.messages AS p ON p.room_id = %(room)s AND p.message_id = %(reply_to)s"""
 COUNT_MESSAGE = """
@@ -70,7 +72,8 @@ class ThreadsView(View):
             title text,
             title_position integer,
             summary text,
-            summary_position integer)""",
+            summary_position integer,
+            purges integer NOT NULL DEFAULT 0)""",
         "CREATE UNIQUE INDEX IF NOT EXISTS threads_name ON {s}.threads (name)",
         """CREATE TABLE IF NOT EXISTS {s}.messages (
             room_id uuid NOT NULL,
@@ -84,11 +87,18 @@ class ThreadsView(View):
             depth integer NOT NULL,
             bytes integer NOT NULL,
             posted_at timestamptz NOT NULL,
+            redacted boolean NOT NULL DEFAULT false,
+            erased boolean NOT NULL DEFAULT false,
             search tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
             PRIMARY KEY (room_id, position),
             UNIQUE (room_id, message_id))""",
         "CREATE INDEX IF NOT EXISTS messages_search ON {s}.messages USING gin (search)",
         "CREATE INDEX IF NOT EXISTS messages_root ON {s}.messages (room_id, root_id, position)",
+        # Columns added since the first release (existing views gain them in place).
+        "ALTER TABLE {s}.threads ADD COLUMN IF NOT EXISTS purges integer NOT NULL DEFAULT 0",
+        "ALTER TABLE {s}.messages ADD COLUMN IF NOT EXISTS redacted boolean NOT NULL "
+        "DEFAULT false",
+        "ALTER TABLE {s}.messages ADD COLUMN IF NOT EXISTS erased boolean NOT NULL DEFAULT false",
         """CREATE TABLE IF NOT EXISTS {s}.authors (
             author_id text NOT NULL,
             room_id uuid NOT NULL,
@@ -138,7 +148,8 @@ class Threads(Projection[ThreadsView]):
                   "id": event.message_id, "author": event.author_id,
                   "kind": getattr(event, "author_kind", "human"), "text": event.text,
                   "reply_to": event.reply_to, "bytes": len(event.text.encode()),
-                  "at": event.timestamp}
+                  "at": event.timestamp, "redacted": bool(getattr(event, "redacted", False)),
+                  "erased": bool(getattr(event, "erased", False))}
         tx.execute(INSERT_MESSAGE, values)
         tx.execute(COUNT_MESSAGE, values)
         tx.execute(COUNT_AUTHOR, values)
@@ -161,11 +172,27 @@ class Threads(Projection[ThreadsView]):
 
     @apply.register
     def _(self, event: Thread.TitleGenerated, tx: Tx) -> None:
-        _digest(tx, "title", event.room, event.title, event.up_to_position)
+        if not getattr(event, "erased", False):  # its key went with a redaction: made anew
+            _digest(tx, "title", event.room, event.title, event.up_to_position)
 
     @apply.register
     def _(self, event: Thread.SummaryGenerated, tx: Tx) -> None:
-        _digest(tx, "summary", event.room, event.text, event.up_to_position)
+        if not getattr(event, "erased", False):
+            _digest(tx, "summary", event.room, event.text, event.up_to_position)
+
+    @apply.register
+    def _(self, event: Room.MessageRedacted, tx: Tx) -> None:
+        tx.execute("UPDATE {s}.messages SET text = '', redacted = true "
+                   "WHERE room_id = %s AND message_id = %s",
+                   (event.originator_id, event.message_id))
+        _purge_digests(tx, "room_id = %s", (event.originator_id,))
+
+    @apply.register
+    def _(self, event: User.UserForgotten, tx: Tx) -> None:
+        tx.execute("UPDATE {s}.messages SET text = '', erased = true WHERE author_id = %s "
+                   "AND author_kind = 'human'", (event.name,))
+        _purge_digests(tx, "room_id IN (SELECT room_id FROM {s}.authors WHERE author_id = %s)",
+                       (event.name,))
 
 
 def _begin(tx: Tx, room: UUID) -> None:
@@ -173,6 +200,13 @@ def _begin(tx: Tx, room: UUID) -> None:
     removed and imported again starts afresh rather than stopping the view on a duplicate)."""
     for table in ("messages", "authors", "threads"):
         tx.execute(f"DELETE FROM {{s}}.{table} WHERE room_id = %s", (room,))
+
+
+def _purge_digests(tx: Tx, where: str, params: tuple[Any, ...]) -> None:
+    """Titles and summaries may quote what was taken back: drop them; the planner makes them
+    again (``purges`` gives the new jobs new ids)."""
+    tx.execute("UPDATE {s}.threads SET title = NULL, title_position = NULL, summary = NULL, "
+               f"summary_position = NULL, purges = purges + 1 WHERE {where}", params)
 
 
 def _room_of(room: str) -> UUID | None:
@@ -195,7 +229,7 @@ THREAD_COLUMNS = ("name, topic, visibility, owner_id, created_at, forked_from, f
                   "members, archived, archived_at, closed, message_count, bytes, last_position, "
                   "last_message_at, title, title_position, summary, summary_position")
 MESSAGE_COLUMNS = ("position, message_id, author_id, author_kind, text, reply_to, root_id, "
-                   "depth, bytes, posted_at")
+                   "depth, bytes, posted_at, redacted, erased")
 
 
 def listing(reader: Reader, archived: bool | None = False, limit: int = 100
@@ -234,7 +268,8 @@ def chain(reader: Reader, room: str, message_id: str) -> list[dict[str, Any]]:
               WHERE room_id = %(room)s AND message_id = %(id)s
               UNION ALL
               SELECT m.position, m.message_id, m.author_id, m.author_kind, m.text, m.reply_to,
-                     m.root_id, m.depth, m.bytes, m.posted_at, up.step + 1
+                     m.root_id, m.depth, m.bytes, m.posted_at, m.redacted, m.erased,
+                     up.step + 1
               FROM {{s}}.messages AS m JOIN up ON m.room_id = %(room)s
                                               AND m.message_id = up.reply_to)
             SELECT {MESSAGE_COLUMNS} FROM up ORDER BY step DESC""",

@@ -88,7 +88,10 @@ class Platform:
             self.valkey = EmbeddedValkey(self.home / "valkey")
             redis_url = self.valkey.start()
         settings = self.settings.resolved(database_url, redis_url)
-        self.store = EventStore(database_url, settings.snapshot_interval)
+        # Every process of this installation (and any started from it) finds the same key.
+        os.environ["SALON_MASTER_KEY_FILE"] = str(settings.master_key_path())
+        self.store = EventStore(database_url, settings.snapshot_interval,
+                                master_key=settings.master_key_path())
         self._start_ray(settings)
         self._start_projections(settings)
         self._start_memory(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from salon.platform import Platform, Running
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """One Salon (Postgres, Valkey, Ray, gateway) for the whole test session."""
     home: Path = tmp_path_factory.mktemp("salon-home")
+    # Every store the tests open themselves seals with the session's master key.
+    os.environ["SALON_MASTER_KEY_FILE"] = str(home / "master.key")
     started = Platform(Settings(home=home, port=0, demo=False, snapshot_interval=10))
     started.start()
     yield started

@@ -36,4 +36,12 @@ def handles(frame_type: str) -> Callable[[Handler], Handler]:
     return register
 
 
-from gateway.handlers import admin, agents, guards, history, memory, rooms  # noqa: E402, F401
+from gateway.handlers import (  # noqa: E402, F401
+    admin,
+    agents,
+    guards,
+    history,
+    memory,
+    privacy,
+    rooms,
+)

@@ -47,7 +47,8 @@ async def fork(request: p.Fork, user: Principal, conn: Any) -> dict[str, Any]:
     name = request.name or f"{request.room[:40]}-fork-{new_id()[:8]}"
     policy.check_room_name(user, name)
     actor = directory.room(name, conn.services.settings)
-    position = await call(actor.fork_from.remote(request.room, at, user.name, user.is_admin))
+    position = await call(actor.fork_from.remote(request.room, at, user.name, user.is_admin,
+                                                 request.keep_redacted))
     return {"room": name, "at": at, "position": position}
 
 

@@ -48,7 +48,13 @@ def test_audit_answers_what_an_agent_saw_said_called_and_spent(
     reader = Reader(database_url, schema)
     try:
         runner.wait_for()
-        rows = audit.entries(reader, agent=bot, limit=1000)
+        rows = audit.entries(reader, agent=bot, limit=1000,
+                             opener=audit.store_opener(platform.store))
+        held = audit.entries(reader, agent=bot, limit=1000)
+        # The audit's own rows refer to people's words; its pages read them from the log.
+        assert held[3]["details"]["output"] == {"$personal": "output"}
+        assert held[5]["details"]["text"] == {"$personal": "text"}
+        assert held[3]["details"]["cost_usd"] == 0.0021
         assert [r["action"] for r in rows] == [
             "agent_defined", "member_joined", "turn_started", "model_called", "tool_executed",
             "message_posted", "turn_completed"]
@@ -114,8 +120,8 @@ def test_verify_names_the_position_of_a_modified_a_deleted_and_an_inserted_row(
                   "prev_hash": before["hash"]}
         forged["hash"] = row_hash(forged["prev_hash"], forged)
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f"UPDATE {schema}.entries SET details = replace(details, 'tomatoes', "
-                         "'potatoes') WHERE position = %s", (modified,))
+            conn.execute(f"UPDATE {schema}.entries SET actor = 'user:mallory' "
+                         "WHERE position = %s", (modified,))
             conn.execute(f"DELETE FROM {schema}.entries WHERE position = %s", (deleted,))
             columns = list(forged)
             conn.execute(f"INSERT INTO {schema}.entries ({', '.join(columns)}) VALUES "

@@ -93,6 +93,12 @@ ROWS: list[tuple[str, Frame, set[str]]] = [
                              "policy": {"mode": "off"}}, OWNERS),
     ("set_agent_guard", lambda n: {"type": "set_agent_guard", "agent": n["agent"],
                                    "policy": None}, OWNERS),
+    ("redact", lambda n: {"type": "redact", "room": n["room"], "message_id": "nope"},
+     READERS),
+    ("keep_redacted", lambda n: {"type": "keep_redacted", "room": n["room"]}, OWNERS),
+    ("forget_me", lambda n: {"type": "forget_me", "confirm": "not-my-name"}, EVERYONE),
+    ("forget_user", lambda n: {"type": "forget_user", "user": n["fresh"]}, ADMINS),
+    ("rotate_keys", lambda n: {"type": "rotate_keys"}, ADMINS),
     ("emergency_stop", lambda n: {"type": "emergency_stop", "reason": "permission table"},
      ADMINS),
 ]
