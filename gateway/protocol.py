@@ -256,6 +256,13 @@ class DeleteMemory(Frame):
     memory_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+class MemoryUpkeep(Frame):
+    """Run an agent's memory upkeep now: merge near-duplicates, forget, apply retention."""
+
+    type: Literal["memory_upkeep"]
+    agent: Name
+
+
 class Facts(Frame):
     """Facts an agent holds about the caller (admins: about ``about``)."""
 
@@ -315,7 +322,8 @@ Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
-    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact
+    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | MemoryUpkeep | Facts
+    | ForgetFact
     | AddDocument | Knowledge | RevokeToken | Grant | Grants | ShareKnowledge
     | AddMember,
     Field(discriminator="type"),
@@ -325,8 +333,8 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
          "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
          "agent_state", "export", "import", "diff", "rerun", "override", "memories",
-         "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge",
-         "revoke_token", "grant", "grants", "share_knowledge",
+         "add_memory", "delete_memory", "memory_upkeep", "facts", "forget_fact",
+         "add_document", "knowledge", "revoke_token", "grant", "grants", "share_knowledge",
          "add_member")
 MAX_DEPTH = 32
 
