@@ -16,12 +16,14 @@ import ray
 from ray.exceptions import RayTaskError
 
 from actors import directory
-from domain.errors import Invalid, SalonError
+from domain.errors import Invalid, NotFound, SalonError
+from domain.ids import agent_id, check_name
 from infra import upkeep
 from infra.jobs import Job, JobQueue, JobSource
 from infra.memories import MemoryStore
 from infra.recall import AgentMemory, Upkeep
 from infra.settings import Settings
+from infra.store import EventStore
 
 log = logging.getLogger(__name__)
 PASS_TIMEOUT = 600.0  # seconds a pass may take before its job is retried
@@ -31,8 +33,11 @@ PLAN_EVERY = 30.0     # seconds between looks at the schedule (each period is ca
 class UpkeepJobs:
     """The handler of ``upkeep`` jobs: one pass in the agent's actor."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: EventStore | None = None) -> None:
+        assert settings.database_url, "needs a resolved database URL"
         self.settings = settings
+        self.store = store or EventStore(settings.database_url, settings.snapshot_interval,
+                                         create_tables=False)
 
     @property
     def handlers(self) -> dict[str, Any]:
@@ -44,6 +49,9 @@ class UpkeepJobs:
         agent, trigger = job.payload.get("agent"), job.payload.get("trigger", "schedule")
         if not isinstance(agent, str) or trigger not in upkeep.TRIGGERS:
             raise Invalid(f"an upkeep job names an agent and a trigger, not {job.payload!r}")
+        # Checked before activating anything: a made-up name must not start an actor.
+        if not self.store.exists(agent_id(check_name(agent, "agent"))):
+            raise NotFound(f"agent {agent!r} does not exist; `salon agents list` shows them")
         handle = directory.agent(agent, self.settings)
         try:
             done: dict[str, Any] = ray.get(
@@ -61,12 +69,15 @@ def job_source(settings: Settings) -> JobSource:
     memories = MemoryStore(settings.database_url, max_size=1)
     schedule = upkeep.Schedule(queue, memories, settings.memory_upkeep_seconds)
 
+    jobs = UpkeepJobs(settings)
+
     def close() -> None:
         memories.close()
         queue.close()
+        jobs.store.close()
 
     every = min(PLAN_EVERY, settings.memory_upkeep_seconds) or PLAN_EVERY
-    return JobSource(queue, UpkeepJobs(settings).handlers,
+    return JobSource(queue, jobs.handlers,
                      schedule.plan if settings.memory_upkeep_seconds > 0 else None, every, close)
 
 

@@ -17,6 +17,7 @@ forgotten, seconds spent) in one Valkey hash, written by whichever process ran t
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import redis
@@ -68,8 +69,10 @@ class Schedule:
         # agent -> when it was last due (or first seen): survives restarts of the planner.
         self.seen = f"{queue.stream}:upkeep-due"
 
-    def plan(self, now: float | None = None) -> list[str]:
-        """Enqueue the upkeep of every agent due at ``now``; the ids of the jobs asked for."""
+    def plan(self, now: float | None = None, only: Collection[str] | None = None
+             ) -> list[str]:
+        """Enqueue the upkeep of every agent (or of those in ``only``) due at ``now``; the
+        ids of the jobs asked for."""
         if self.every <= 0:
             return []
         moment = time.time() if now is None else now
@@ -77,11 +80,14 @@ class Schedule:
         asked: list[str] = []
         after, looked = "", 0
         while looked < MAX_PLANNED:
-            agents = self.memories.agents(after, PLAN_PAGE)
-            if not agents:
+            page = self.memories.agents(after, PLAN_PAGE)
+            if not page:
                 break
-            looked += len(agents)
-            after = agents[-1]
+            looked += len(page)
+            after = page[-1]
+            agents = [a for a in page if only is None or a in only]
+            if not agents:
+                continue
             last = self.queue.redis.hmget(self.seen, agents)
             due: dict[str, float] = {}
             for agent, when in zip(agents, last, strict=True):
