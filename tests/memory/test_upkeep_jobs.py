@@ -5,6 +5,7 @@ runs one for owners only, and ``/metrics`` counts them."""
 from __future__ import annotations
 
 import re
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -47,10 +48,19 @@ def _stored(memories: MemoryStore, agent: str) -> set[str]:
     return {m.memory_id for m in memories.memories(agent, limit=100)}
 
 
-def _metric(salon: Running, sample: str) -> float:
+def _metrics_text(salon: Running) -> str | None:
     url = f"{salon.http_url}metrics?token={salon.admin_token}"
-    with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - our own gateway
-        text = answer.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 - our gateway
+            return str(answer.read().decode())
+    except urllib.error.HTTPError as error:
+        if error.code == 503:  # the read models are still being built after start-up
+            return None
+        raise
+
+
+def _metric(salon: Running, sample: str) -> float:
+    text = wait_until(lambda: _metrics_text(salon), "the metrics page to answer")
     found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
