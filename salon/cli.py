@@ -151,7 +151,7 @@ def rooms_list() -> None:
 
 @main.group()
 def agents() -> None:
-    """Create, inspect and control agents; their long-term memory and facts."""
+    """Create, inspect and control agents; their long-term memory (and its upkeep) and facts."""
 
 
 @agents.command("create")
