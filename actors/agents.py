@@ -14,6 +14,7 @@ import ray
 from actors import directory
 from actors.reminders import reminder_book
 from actors.turns import TurnRunner
+from actors.upkeep import run_pass
 from domain.agents import Agent
 from domain.definitions import AgentDefinition, build
 from domain.errors import Conflict, Invalid, NotFound, SalonError
@@ -31,7 +32,7 @@ from domain.turns import (
 )
 from infra.bus import RoomBus
 from infra.llm.registry import check_definition
-from infra.memories import MemoryStore
+from infra.memories import MemoryStore, check_access
 from infra.recall import AgentMemory, add_memory, delete_memory, forget_user_fact
 from infra.settings import Settings
 from infra.store import EventStore
@@ -77,6 +78,7 @@ class AgentCore:
         self.worker: asyncio.Task[None] | None = None
         self.ticker: asyncio.Task[None] | None = None
         self._memory: AgentMemory | None = None
+        self._upkeep_lock: asyncio.Lock | None = None
         # Durable reminders (reminders.py): timer state read back once, rows as last written.
         self._seeded = False
         self._kept: dict[str, tuple[float | None, dict[str, Any]]] = {}
@@ -377,6 +379,26 @@ class AgentCore:
         await asyncio.to_thread(delete_memory, self.store, self.memory(spec).memories,
                                 self.name, by, memory_id, is_admin)
         return {"agent": self.name, "deleted": memory_id}
+
+    async def memory_upkeep(self, by: str | None, is_admin: bool, trigger: str = "manual",
+                            details: bool = False) -> dict[str, Any]:
+        """One upkeep pass (merge, forget, retention): for a person (``by``: owner or admin)
+        or for an upkeep job (``by`` None); with ``details``, the memories' texts too."""
+        spec = self._agent().spec
+        memory = self.memory(spec)
+        if by is not None:
+            await asyncio.to_thread(check_access, self.store, self.name, by, is_admin)
+        if self._upkeep_lock is None:
+            self._upkeep_lock = asyncio.Lock()
+        async with self._upkeep_lock:  # one pass at a time: each sees what the last decided
+            done = await asyncio.to_thread(run_pass, memory, self.settings, trigger)
+        result: dict[str, Any] = {"agent": self.name, "trigger": trigger, **done.as_dict()}
+        if details:
+            ids = [*(i for m in done.merges for i in (m.kept_id, *m.merged_ids)),
+                   *done.forgotten_ids, *done.retired_ids]
+            result["contents"] = await asyncio.to_thread(memory.memories.contents, self.name,
+                                                         ids)
+        return result
 
     async def forget_fact(self, by: str, is_admin: bool, fact_id: str,
                           about: str | None = None) -> dict[str, Any]:

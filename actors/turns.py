@@ -14,6 +14,7 @@ from actors import directory
 from actors.guards import guard_for
 from actors.recordings import Recording, ReplayProvider
 from actors.toolbox import Toolbox, authority_of
+from actors.upkeep import after_reflection
 from domain.capabilities import FREE_PROVIDERS
 from domain.definitions import build
 from domain.errors import NotFound, SalonError
@@ -268,8 +269,12 @@ class TurnRunner:
             return completion.text
 
         try:
-            await self.actor.memory(self.spec).after_turn(ask, context.shown, self.spec.model,
-                                                          self.trigger.room)
+            done = await self.actor.memory(self.spec).after_turn(
+                ask, context.shown, self.spec.model, self.trigger.room)
+            if done["reflections"]:
+                # New insights may restate old memories: tidy up after them, off the turn.
+                await asyncio.to_thread(after_reflection, self.actor.settings,
+                                        self.actor.name, self.turn_id)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - memory upkeep must not fail the turn it follows

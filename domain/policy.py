@@ -106,6 +106,7 @@ FRAME_RULES: dict[str, str] = {
     "memories": "agent_owner",
     "add_memory": "agent_owner",
     "delete_memory": "agent_owner",
+    "memory_upkeep": "agent_owner",
     "facts": "self_or_admin",
     "forget_fact": "self_or_admin",
     "knowledge": "knowledge_reader",

@@ -258,6 +258,13 @@ class DeleteMemory(Frame):
     memory_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+class MemoryUpkeep(Frame):
+    """Run an agent's memory upkeep now: merge near-duplicates, forget, apply retention."""
+
+    type: Literal["memory_upkeep"]
+    agent: Name
+
+
 class Facts(Frame):
     """Facts an agent holds about the caller (admins: about ``about``)."""
 
@@ -369,7 +376,8 @@ Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
     | RedefineAgent | EmergencyStop | SetPolicy | Replay | AgentState | Export | Import
-    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | Facts | ForgetFact
+    | Diff | Rerun | Override | Memories | AddMemory | DeleteMemory | MemoryUpkeep | Facts
+    | ForgetFact
     | AddDocument | Knowledge | RevokeToken | Grant | Grants | ShareKnowledge
     | AddMember | SetGuard | SetAgentGuard
     | Redact | KeepRedacted | ForgetMe | ForgetUser | RotateKeys,
@@ -380,8 +388,8 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "list_rooms", "create_room", "list_agents", "create_agent", "add_agent", "create_token",
          "whoami", "show_agent", "redefine_agent", "emergency_stop", "set_policy", "replay",
          "agent_state", "export", "import", "diff", "rerun", "override", "memories",
-         "add_memory", "delete_memory", "facts", "forget_fact", "add_document", "knowledge",
-         "revoke_token", "grant", "grants", "share_knowledge",
+         "add_memory", "delete_memory", "memory_upkeep", "facts", "forget_fact",
+         "add_document", "knowledge", "revoke_token", "grant", "grants", "share_knowledge",
          "add_member", "set_guard", "set_agent_guard",
          "redact", "keep_redacted", "forget_me", "forget_user", "rotate_keys")
 MAX_DEPTH = 32

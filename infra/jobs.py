@@ -213,6 +213,18 @@ class JobQueue:
         self.redis.close()
 
 
+@dataclass
+class JobSource:
+    """A queue with its handlers and, optionally, a planner that enqueues its jobs: what a
+    higher layer hands the job host to work besides its own queues."""
+
+    queue: JobQueue
+    handlers: dict[str, Handler]
+    plan: Callable[[], Any] | None = None
+    plan_every: float = 60.0
+    close: Callable[[], None] | None = None
+
+
 class Worker:
     """Runs handlers for the jobs of one queue, in a thread or in the caller's loop."""
 

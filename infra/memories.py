@@ -367,13 +367,32 @@ class MemoryStore:
                           (check_name(agent, "agent"), limit))
         return [_memory(r) for r in rows]
 
-    def states(self, agent: str) -> list[MemoryState]:
-        """Every memory of ``agent`` as upkeep sees it."""
-        rows = self._rows(f"SELECT id::text AS id, importance, created_at, last_accessed_at "
-                          f"FROM {self.table()} WHERE agent_id = %s",
-                          (check_name(agent, "agent"),))
+    def states(self, agent: str, limit: int | None = None,
+               include: Sequence[str] = ()) -> list[MemoryState]:
+        """The memories of ``agent`` as upkeep sees it: every one, or (with ``limit``) the
+        ``limit`` oldest, plus those named in ``include``."""
+        t = self.table()
+        rows = self._rows(
+            f"SELECT id::text AS id, importance, created_at, last_accessed_at FROM {t} "
+            "WHERE agent_id = %(a)s AND (%(n)s::int IS NULL OR id = ANY(%(i)s::uuid[]) OR id IN "
+            f"(SELECT id FROM {t} WHERE agent_id = %(a)s ORDER BY created_at, id "
+            "LIMIT %(n)s))",
+            {"a": check_name(agent, "agent"), "n": limit, "i": list(include)})
         return [MemoryState(r["id"], float(r["importance"]), r["created_at"],
                             r["last_accessed_at"]) for r in rows]
+
+    def contents(self, agent: str, memory_ids: Sequence[str]) -> dict[str, str]:
+        """The text of each of ``memory_ids`` that is the agent's, by id."""
+        rows = self._rows(f"SELECT id::text AS id, content FROM {self.table()} "
+                          "WHERE agent_id = %s AND id = ANY(%s::uuid[])",
+                          (check_name(agent, "agent"), list(memory_ids)))
+        return {r["id"]: r["content"] for r in rows}
+
+    def agents(self, after: str = "", limit: int = 1_000) -> list[str]:
+        """Names of agents holding long-term memories, in name order, after ``after``."""
+        rows = self._rows(f"SELECT DISTINCT agent_id FROM {self.table()} WHERE agent_id > %s "
+                          "ORDER BY agent_id LIMIT %s", (after, limit))
+        return [r["agent_id"] for r in rows]
 
     def similar_pairs(self, agent: str, threshold: float, newest: int = 500,
                       neighbours: int = 3) -> list[tuple[str, str, float]]:

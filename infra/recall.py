@@ -62,13 +62,48 @@ class Prepared:
     pending: Callable[[], Any] | None = None
 
 
+# Memories one upkeep pass reads at most (the oldest; near-duplicates found come on top).
+UPKEEP_SCAN = 50_000
+
+
 @dataclass(frozen=True)
 class Upkeep:
-    """What one upkeep pass recorded."""
+    """What one upkeep pass recorded: counts, and the decisions themselves."""
 
     merged: int
     forgotten: int
     past_retention: int
+    merges: tuple[upkeep.Merge, ...] = ()
+    forgotten_ids: tuple[str, ...] = ()
+    retired_ids: tuple[str, ...] = ()
+    more: bool = False  # the pass stopped at its limit: more remains for the next one
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {"merged": self.merged, "forgotten": self.forgotten,
+                "past_retention": self.past_retention, "more": self.more,
+                "merges": [{"kept_id": m.kept_id, "merged_ids": list(m.merged_ids),
+                            "similarity": m.similarity} for m in self.merges],
+                "forgotten_ids": list(self.forgotten_ids),
+                "retired_ids": list(self.retired_ids)}
+
+
+def _capped(merges: Sequence[upkeep.Merge], decayed: Sequence[str], old: Sequence[str],
+            limit: int) -> tuple[list[upkeep.Merge], list[str], list[str], bool]:
+    """At most ``limit`` memories merged or forgotten, merges first, then decay, then age."""
+    room = limit
+    kept: list[upkeep.Merge] = []
+    for merge in merges:
+        if room <= 0:
+            break
+        ids = merge.merged_ids[:room]
+        kept.append(upkeep.Merge(merge.kept_id, ids, merge.similarity))
+        room -= len(ids)
+    gone = list(decayed[:max(room, 0)])
+    room -= len(gone)
+    retired = list(old[:max(room, 0)])
+    total = sum(len(m.merged_ids) for m in merges) + len(decayed) + len(old)
+    return kept, gone, retired, total > limit
 
 
 def open_stream(events: EventStore, agent: str) -> MemoryStream:
@@ -116,6 +151,8 @@ class AgentMemory:
         self.embedder = embedder
         self.config = config or MemoryConfig()
         self._reflect_after = 0.0
+        # Memories upkeep decided to merge or forget that the projection may still hold.
+        self._decided: set[str] = set()
 
     # -- during a turn ------------------------------------------------------------------------
 
@@ -344,19 +381,36 @@ class AgentMemory:
         await asyncio.to_thread(record_decision, self.events, self.agent, write)
         return len(insights)
 
-    def upkeep(self, now: datetime | None = None) -> Upkeep:
-        """Merge near-duplicates, forget what decayed, apply retention (blocking)."""
+    def upkeep(self, now: datetime | None = None, limit: int = 1_000,
+               scan: int = UPKEEP_SCAN) -> Upkeep:
+        """Merge near-duplicates, forget what decayed, apply retention (blocking).
+
+        Bounded: it reads the ``scan`` oldest memories (plus the near-duplicates found among
+        the newest) and merges or forgets at most ``limit``; ``Upkeep.more`` says the rest
+        waits for the next pass. Memories an earlier pass decided on stay out until the
+        projection has removed them, so a pass soon after another records nothing twice.
+        """
         moment = now or datetime.now(UTC)
         cfg = self.config
-        states = self.memories.states(self.agent)
-        merges = upkeep.near_duplicates(
-            states, self.memories.similar_pairs(self.agent, cfg.consolidate_above),
-            cfg.consolidate_above)
+        total = self.memories.count(self.agent)
+        pairs = [p for p in self.memories.similar_pairs(self.agent, cfg.consolidate_above)
+                 if p[0] not in self._decided and p[1] not in self._decided]
+        read = self.memories.states(self.agent, scan if total > scan else None,
+                                    include=sorted({i for p in pairs for i in p[:2]}))
+        self._decided &= {s.memory_id for s in read}
+        states = [s for s in read if s.memory_id not in self._decided]
+        merges = upkeep.near_duplicates(states, pairs, cfg.consolidate_above)
         merged = {m for merge in merges for m in merge.merged_ids}
         alive = [s for s in states if s.memory_id not in merged]
         decayed = upkeep.to_forget(alive, moment, cfg.forget_below)
         alive = [s for s in alive if s.memory_id not in set(decayed)]
-        old = upkeep.past_retention(alive, moment, cfg.max_memories, cfg.max_age_days)
+        # The memories not read are the newest: they count against the limit all the same.
+        unread = max(total - len(read), 0)
+        old = upkeep.past_retention(alive, moment, max(cfg.max_memories - unread, 0),
+                                    cfg.max_age_days)
+        merges, decayed, old, more = _capped(merges, decayed, old, limit)
+        merged = {m for merge in merges for m in merge.merged_ids}
+
         def write(stream: MemoryStream) -> None:
             for merge in merges:
                 stream.merge(merge.kept_id, list(merge.merged_ids), merge.similarity)
@@ -365,7 +419,9 @@ class AgentMemory:
 
         if merges or decayed or old:
             record_decision(self.events, self.agent, write)
-        return Upkeep(len(merged), len(decayed), len(old))
+            self._decided |= merged | set(decayed) | set(old)
+        return Upkeep(len(merged), len(decayed), len(old), tuple(merges), tuple(decayed),
+                      tuple(old), more)
 
 
 # -- what people reach through the gateway and the CLI -------------------------------------

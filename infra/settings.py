@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         "processes that only build read models run: projections, jobs, the embedder")
     memory_projection: bool = Field(
         default=True, description="follow the log into agents' long-term memory tables")
+    memory_upkeep_seconds: float = Field(
+        default=3600.0, ge=0, description="each agent with long-term memory gets an upkeep job "
+        "(consolidation, forgetting, retention) this often; 0: no scheduled upkeep")
+    memory_upkeep_batch: int = Field(
+        default=1_000, ge=1, le=100_000, description="memories one upkeep pass merges or "
+        "forgets at most (the rest wait for the next pass)")
     llm_rate_limit_mode: Literal["wait", "fail"] = Field(
         default="wait", description="under a provider's RPM/TPM limit: wait for room or fail fast")
     llm_max_wait_seconds: float = Field(default=120.0, gt=0,

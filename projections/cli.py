@@ -130,9 +130,11 @@ def projections_rebuild(name: str) -> None:
               default=None, help="only jobs in this status")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--dead", is_flag=True, help="show the dead-letter stream's entries")
-def jobs(status: str | None, limit: int, dead: bool) -> None:
-    """Background jobs (titles, summaries): counts by status, recent jobs, dead letters."""
-    found = ask("/admin/jobs", status=status, limit=limit)
+@click.option("--queue", type=click.Choice(["digests", "memory"]), default="digests",
+              show_default=True, help="digests: titles and summaries; memory: memory upkeep")
+def jobs(status: str | None, limit: int, dead: bool, queue: str) -> None:
+    """Background jobs (titles, summaries; memory upkeep): counts, recent jobs, dead letters."""
+    found = ask("/admin/jobs", status=status, limit=limit, queue=queue)
     counts = found["counts"]
     click.echo("  ".join(f"{k}: {v}" for k, v in counts.items()))
     if dead:

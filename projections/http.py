@@ -10,7 +10,8 @@ database: call it in a thread (``asyncio.to_thread``).
 - ``/admin/audit.jsonl`` and ``/admin/audit.csv`` with the same filters: exports;
 - ``/admin/audit/verify?token=T``: the tamper check;
 - ``/admin/projections?token=T`` and ``/admin/projections/rebuild?token=T&name=N``;
-- ``/admin/jobs?token=T&status=&limit=``: job counts, recent jobs and dead letters;
+- ``/admin/jobs?token=T&queue=digests|memory&status=&limit=``: job counts, recent jobs and
+  dead letters of a queue (digests by default; memory: upkeep);
 - ``/admin/threads?token=T&archived=0|1|all&limit=``, ``/admin/threads/show?room=R``,
   ``/admin/threads/search?q=Q&room=R``, ``/admin/threads/archive?room=R&archived=1|0``.
 
@@ -32,6 +33,7 @@ from domain import errors, policy
 from domain.ids import user_id
 from domain.policy import Principal
 from domain.users import User, token_user
+from infra import upkeep
 from infra.jobs import JobQueue
 from infra.settings import Settings
 from infra.store import EventStore
@@ -71,7 +73,8 @@ class AdminPages:
         self.config = config or ProjectionSettings()
         self.projections = Projections(settings, self.config)
         self._readers: dict[str, Reader] = {}
-        self._queue: JobQueue | None = None
+        self._queues: dict[str, JobQueue] = {}
+        self._tally: upkeep.UpkeepTally | None = None
         self.routes: dict[str, Callable[[dict[str, str]], Response]] = {
             "/admin/audit.json": self._audit_json,
             "/admin/audit.jsonl": lambda q: self._audit_export(q, "jsonl"),
@@ -139,19 +142,29 @@ class AdminPages:
     @property
     def queue(self) -> JobQueue:
         """The digest job queue."""
-        if self._queue is None:
+        return self.queue_of(DIGESTS)
+
+    def queue_of(self, name: str) -> JobQueue:
+        """Job queue ``name``: ``digests`` or ``memory`` (upkeep), kept open."""
+        if name not in (DIGESTS, upkeep.QUEUE):
+            raise errors.Invalid(f"job queues are {DIGESTS} and {upkeep.QUEUE}, not {name!r}")
+        if name not in self._queues:
             assert self.settings.redis_url
-            self._queue = JobQueue(self.settings.redis_url, DIGESTS,
-                                   prefix=self.config.jobs_prefix)
-        return self._queue
+            prefix = self.config.jobs_prefix if name == DIGESTS else upkeep.PREFIX
+            self._queues[name] = JobQueue(self.settings.redis_url, name, prefix=prefix)
+        return self._queues[name]
 
     def close(self) -> None:
         """Release connections."""
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
-        if self._queue is not None:
-            self._queue.close()
+        for queue in self._queues.values():
+            queue.close()
+        self._queues.clear()
+        if self._tally is not None:
+            self._tally.close()
+            self._tally = None
 
     @staticmethod
     def _guarded(route: Callable[[dict[str, str]], Response], params: dict[str, str]
@@ -183,10 +196,35 @@ class AdminPages:
                 lag.add({"projection": name}, row.pending)
                 position.add({"projection": name}, row.position)
         jobs = exposition.Family("salon_jobs", "gauge", "Recent background jobs by status.")
-        for status, count in self.queue.counts().items():
-            jobs.add({"queue": DIGESTS, "status": status}, count)
-        text = exposition.render([*families, lag, position, jobs])
+        for queue_name, queue in ((DIGESTS, self.queue), (upkeep.QUEUE, self.queue_of(
+                upkeep.QUEUE))):
+            for status, count in queue.counts().items():
+                jobs.add({"queue": queue_name, "status": status}, count)
+        text = exposition.render([*families, lag, position, jobs, *self._upkeep_families()])
         return 200, exposition.CONTENT_TYPE, text.encode()
+
+    def _upkeep_families(self) -> list[exposition.Family]:
+        """Memory upkeep passes: how many, how long, how many failed, what they removed."""
+        if self._tally is None:
+            assert self.settings.redis_url
+            self._tally = upkeep.UpkeepTally(self.settings.redis_url)
+        tally = self._tally.read()
+        runs = exposition.Family("salon_memory_upkeep_runs_total", "counter",
+                                 "Memory upkeep passes completed, by what started them.")
+        failures = exposition.Family("salon_memory_upkeep_failures_total", "counter",
+                                     "Memory upkeep passes that failed, by what started them.")
+        # Total seconds, so rate(seconds) / rate(runs + failures) is the mean duration.
+        seconds = exposition.Family("salon_memory_upkeep_seconds_total", "counter",
+                                    "Time memory upkeep passes took, by what started them.")
+        removed = exposition.Family("salon_memory_upkeep_memories_total", "counter",
+                                    "Memories upkeep merged into others or forgot, by action.")
+        for trigger in upkeep.TRIGGERS:
+            runs.add({"trigger": trigger}, tally[f"runs:{trigger}"])
+            failures.add({"trigger": trigger}, tally[f"failures:{trigger}"])
+            seconds.add({"trigger": trigger}, tally[f"seconds:{trigger}"])
+        for action in ("merged", "forgotten", "past_retention"):
+            removed.add({"action": action}, tally[f"memories:{action}"])
+        return [runs, failures, seconds, removed]
 
     def _audit_filters(self, q: dict[str, str]) -> dict[str, str]:
         return {k: q[k] for k in audit.FILTERS if q.get(k)}
@@ -218,10 +256,12 @@ class AdminPages:
 
     def _jobs(self, q: dict[str, str]) -> Response:
         limit = _int(q.get("limit"), 50, 1, 1_000)
-        jobs = self.queue.recent(limit=limit, status=q.get("status") or None)
-        return _json({"queue": DIGESTS, "counts": self.queue.counts(),
+        name = q.get("queue") or DIGESTS
+        queue = self.queue_of(name)
+        jobs = queue.recent(limit=limit, status=q.get("status") or None)
+        return _json({"queue": name, "counts": queue.counts(),
                       "jobs": [j.as_dict() for j in jobs],
-                      "dead_letters": self.queue.dead_letters(limit)})
+                      "dead_letters": queue.dead_letters(limit)})
 
     def _threads(self, q: dict[str, str]) -> Response:
         shown = q.get("archived", "0")

@@ -2,7 +2,8 @@
 
 ``start(settings)`` activates one ``ProjectionHost`` actor per projection (``projection:NAME``)
 and one ``JobHost`` (``jobs:digests``), which works the digest queue and plans title and
-summary jobs from the threads view. Ray restarts a host that dies; its runner resumes from its
+summary jobs from the threads view, and works the queues the composition root hands it (memory
+upkeep: ``actors.upkeep``). Ray restarts a host that dies; its runner resumes from its
 tracking record. ``stop`` ends them. Status and rebuilds work whether or not they run: status
 reads the database, and a rebuild without a host drops the view for the next start to refill.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
@@ -18,7 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.errors import Unavailable
-from infra.jobs import JobQueue, Worker
+from infra.jobs import JobQueue, JobSource, Worker
 from infra.settings import Settings, below_the_write_path
 from infra.store import EventStore
 from projections.digests import SUMMARY_EVERY, TITLE_AFTER, DigestJobs, plan
@@ -28,6 +30,7 @@ from projections.views import Reader, open_view
 
 log = logging.getLogger(__name__)
 DIGESTS = "digests"
+SourceFactory = Callable[[Settings], JobSource]
 
 
 class ProjectionSettings(BaseSettings):
@@ -91,7 +94,8 @@ class ProjectionHost:
 class JobHost:
     """Works the digest job queue and plans its jobs from the threads view."""
 
-    def __init__(self, settings: Settings, config: ProjectionSettings) -> None:
+    def __init__(self, settings: Settings, config: ProjectionSettings,
+                 sources: Sequence[SourceFactory] = ()) -> None:
         below_the_write_path(settings.background_nice)
         assert settings.redis_url, "the job host needs a resolved Redis URL"
         database_url = _database(settings)
@@ -105,6 +109,22 @@ class JobHost:
         self._stopping = threading.Event()
         self._planner = threading.Thread(target=self._plan, daemon=True, name="digest-planner")
         self._planner.start()
+        # Queues of higher layers (memory upkeep), each with a worker and a planner of its own.
+        self.sources = [factory(settings) for factory in sources]
+        self.workers = [Worker(s.queue, s.handlers).start() for s in self.sources]
+        for source in self.sources:
+            if source.plan is not None:
+                threading.Thread(target=self._plan_source, args=(source,), daemon=True,
+                                 name=f"{source.queue.name}-planner").start()
+
+    def _plan_source(self, source: JobSource) -> None:
+        assert source.plan is not None
+        while not self._stopping.wait(source.plan_every):
+            try:
+                source.plan()
+            except Exception:  # noqa: BLE001 - e.g. the memory tables are being rebuilt
+                log.warning("planning %s jobs failed; trying again later", source.queue.name,
+                            exc_info=True)
 
     def _plan(self) -> None:
         while not self._stopping.wait(self.config.plan_every_seconds):
@@ -122,6 +142,11 @@ class JobHost:
         """Stop working and planning."""
         self._stopping.set()
         self.worker.stop()
+        for worker in self.workers:
+            worker.stop()
+        for source in self.sources:
+            if source.close is not None:
+                source.close()
         self.threads.close()
         self.queue.close()
         self.store.close()
@@ -139,14 +164,16 @@ class Projections:
         return {"name": self.config.actor_name(kind, name),
                 "namespace": self.settings.namespace, "get_if_exists": True}
 
-    def start(self, jobs: bool = True) -> Projections:
-        """Activate every projection's host and (with ``jobs``) the job host."""
+    def start(self, jobs: bool = True, sources: Sequence[SourceFactory] = ()) -> Projections:
+        """Activate every projection's host and (with ``jobs``) the job host, which also works
+        the queues ``sources`` make."""
         for name in PROJECTIONS:
             self.hosts[name] = ProjectionHost.options(  # type: ignore[attr-defined]
                 **self._options("projection", name)).remote(name, self.settings, self.config)
         if jobs:
             self.hosts[DIGESTS] = JobHost.options(  # type: ignore[attr-defined]
-                **self._options("jobs", DIGESTS)).remote(self.settings, self.config)
+                **self._options("jobs", DIGESTS)).remote(self.settings, self.config,
+                                                         list(sources))
         return self
 
     def host(self, name: str) -> Any | None:
@@ -201,9 +228,13 @@ class Projections:
             ray.kill(host, no_restart=True)
 
 
-def start(settings: Settings, config: ProjectionSettings | None = None) -> Projections:
-    """Start the projections and the job worker for the platform; keep the result to stop."""
-    return Projections(settings, config).start()
+def start(settings: Settings, config: ProjectionSettings | None = None,
+          sources: Sequence[SourceFactory] = ()) -> Projections:
+    """Start the projections and the job worker for the platform; keep the result to stop.
+
+    ``sources`` are factories (importable functions: Ray passes them by reference) of the
+    queues higher layers add, such as memory upkeep (``actors.upkeep.job_source``)."""
+    return Projections(settings, config).start(sources=sources)
 
 
 def stop(projections: Projections | None) -> None:

@@ -209,7 +209,7 @@ def rooms_list() -> None:
 
 @main.group()
 def agents() -> None:
-    """Create, inspect and control agents; their long-term memory and facts."""
+    """Create, inspect and control agents; their long-term memory (and its upkeep) and facts."""
 
 
 @agents.command("create")
@@ -360,11 +360,19 @@ def agents_stop(agent: str | None, everyone: bool, reason: str) -> None:
 @click.option("--importance", type=click.IntRange(1, 10), default=None,
               help="with --add: its importance 1-10 (default: the heuristic's rating)")
 @click.option("--delete", "memory_id", default=None, help="forget the memory with this id")
+@click.option("--upkeep", is_flag=True,
+              help="run upkeep now: merge near-duplicates, forget what decayed, apply "
+                   "retention; prints what it merged and forgot")
 def agents_memory(agent: str, query: str | None, kind: str | None, limit: int,
-                  content: str | None, importance: int | None, memory_id: str | None) -> None:
-    """List, search, add to or delete from AGENT's long-term memory (owner or admin)."""
-    if content is not None and memory_id is not None:
-        fail(Invalid("give --add or --delete, not both"))
+                  content: str | None, importance: int | None, memory_id: str | None,
+                  upkeep: bool) -> None:
+    """List, search, add to or delete from AGENT's long-term memory, or run its upkeep now
+    (owner or admin)."""
+    if sum((content is not None, memory_id is not None, upkeep, query is not None)) > 1:
+        fail(Invalid("give one of --add, --delete, --upkeep or --query"))
+    if upkeep:
+        _print_upkeep(call({"type": "memory_upkeep", "agent": agent}))
+        return
     if content is not None:
         added = call({"type": "add_memory", "agent": agent, "content": content,
                       "kind": kind or "semantic", "importance": importance})
@@ -390,6 +398,27 @@ def agents_memory(agent: str, query: str | None, kind: str | None, limit: int,
     if query:
         columns = ["score", "recency", "imp_part", "relevance", *columns]
     table(rows, columns)
+
+
+def _print_upkeep(done: dict[str, Any]) -> None:
+    texts: dict[str, str] = done.get("contents") or {}
+
+    def shown(memory_id: str) -> str:
+        return f"{memory_id} {_clip(texts[memory_id], 60)!r}" if memory_id in texts \
+            else memory_id
+
+    click.echo(f"{done['agent']}: merged {done['merged']}, forgot {done['forgotten']} "
+               f"(decayed) and {done['past_retention']} (past retention)")
+    for merge in done["merges"]:
+        for merged in merge["merged_ids"]:
+            click.echo(f"merged  {shown(merged)} into {shown(merge['kept_id'])} "
+                       f"(cosine {merge['similarity']:.3f})")
+    for memory_id in done["forgotten_ids"]:
+        click.echo(f"forgot  {shown(memory_id)} (decayed below the floor)")
+    for memory_id in done["retired_ids"]:
+        click.echo(f"forgot  {shown(memory_id)} (past the retention limit)")
+    if done.get("more"):
+        click.echo("more remains than one pass takes; run it again")
 
 
 @agents.command("facts")

@@ -145,12 +145,14 @@ class Platform:
         self.stop_reminders = Reminders(settings).start()
 
     def _start_projections(self, settings: Settings) -> None:
-        """Follow the log into the read models, and work background jobs, each in a Ray actor."""
+        """Follow the log into the read models, and work background jobs (digests, memory
+        upkeep), each in a Ray actor."""
+        from actors.upkeep import job_source
         from projections import service
 
         config = service.ProjectionSettings()
         if config.enabled:
-            self.projections = service.start(settings, config)
+            self.projections = service.start(settings, config, sources=[job_source])
 
     def _admin_token(self, accounts: Accounts) -> str:
         path = self.home / "admin.token"

@@ -61,6 +61,16 @@ async def delete_memory(request: p.DeleteMemory, user: Principal, conn: Any) -> 
     return deleted
 
 
+@handles("memory_upkeep")
+async def memory_upkeep(request: p.MemoryUpkeep, user: Principal, conn: Any) -> dict[str, Any]:
+    """The agent's owner or an admin runs its upkeep now and sees what it merged and forgot."""
+    actor, agent, _ = await conn.services.agent_facts(request.agent)
+    policy.require_agent_owner(user, agent, "run its memory upkeep")
+    done: dict[str, Any] = await call(actor.memory_upkeep.remote(
+        user.name, user.is_admin, "manual", True))
+    return done
+
+
 @handles("facts")
 async def facts(request: p.Facts, user: Principal, conn: Any) -> dict[str, Any]:
     """What an agent holds about me (admins: about anyone)."""

@@ -74,6 +74,7 @@ ROWS: list[tuple[str, Frame, set[str]]] = [
      OWNERS),
     ("delete_memory", lambda n: {"type": "delete_memory", "agent": n["agent"],
                                  "memory_id": "nope"}, OWNERS),
+    ("memory_upkeep", lambda n: {"type": "memory_upkeep", "agent": n["agent"]}, OWNERS),
     ("facts", lambda n: {"type": "facts", "agent": n["agent"], "about": n["owner"]}, OWNERS),
     ("forget_fact", lambda n: {"type": "forget_fact", "agent": n["agent"], "fact_id": "nope",
                                "about": n["owner"]}, OWNERS),
