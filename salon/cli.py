@@ -565,8 +565,10 @@ def replay(room: str, at: int) -> None:
 @click.option("--override", "overrides", multiple=True, metavar="AGENT.FIELD=VALUE",
               help="what-if: run AGENT with FIELD changed in the fork only (e.g. "
                    "bot.model=gpt-4o); repeatable")
+@click.option("--keep-redacted", is_flag=True,
+              help="keep copies of messages ROOM redacts later (by default they follow)")
 def fork(room: str, at: int | None, message_id: str | None, name: str | None,
-         overrides: tuple[str, ...]) -> None:
+         overrides: tuple[str, ...], keep_redacted: bool) -> None:
     """Open a new room that starts as ROOM up to a position (or a message)."""
     changes: dict[str, dict[str, Any]] = {}
     for item in overrides:
@@ -581,6 +583,8 @@ def fork(room: str, at: int | None, message_id: str | None, name: str | None,
             parsed = value
         changes.setdefault(agent, {})[field] = parsed
     frame: dict[str, Any] = {"type": "fork", "room": room}
+    if keep_redacted:
+        frame["keep_redacted"] = True
     for key, val in (("at", at), ("message_id", message_id), ("name", name)):
         if val is not None:
             frame[key] = val
@@ -671,6 +675,65 @@ def token_revoke(name: str) -> None:
     result = call({"type": "revoke_token", "user": name})
     click.echo(f"revoked {result['revoked']} token(s) of {name}; closed {result['closed']} "
                "connection(s)")
+
+
+@main.command("redact")
+@click.argument("room")
+@click.argument("message_id")
+@click.option("--reason", default=None, help="why (recorded, shown to no one but the log)")
+def redact(room: str, message_id: str, reason: str | None) -> None:
+    """Take back message MESSAGE_ID of ROOM: its author, the room's owner or an admin.
+
+    The text is shown to no one again (history, replay, exports, threads, agents' memory);
+    forks that copied it follow unless their owner keeps copies."""
+    frame: dict[str, Any] = {"type": "redact", "room": room, "message_id": message_id}
+    if reason is not None:
+        frame["reason"] = reason
+    result = call(frame)
+    forks = f" and in {', '.join(result['forks'])}" if result["forks"] else ""
+    click.echo(f"redacted message {message_id} (position {result['message_position']}) in "
+               f"{room}{forks}")
+
+
+@main.command("forget-me")
+@click.option("--yes", "confirm", default=None, metavar="YOUR_NAME",
+              help="confirm with your own user name instead of answering the prompt")
+def forget_me(confirm: str | None) -> None:
+    """Erase everything you said, everywhere, for good; your tokens stop working."""
+    me = call({"type": "whoami"})["user"]
+    if confirm is None:
+        confirm = click.prompt(f"This erases everything {me} said and cannot be undone. "
+                               "Type your user name to go on")
+    result = call({"type": "forget_me", "confirm": confirm})
+    click.echo(f"forgot {result['user']}: {result['keys_destroyed']} key(s) destroyed, "
+               f"{result['rooms']} room(s) purged, {result['tokens_revoked']} token(s) revoked")
+
+
+@main.group()
+def users() -> None:
+    """People: erasure."""
+
+
+@users.command("forget")
+@click.argument("name")
+def users_forget(name: str) -> None:
+    """Erase everything NAME said (admins): their data key is destroyed; their tokens stop."""
+    result = call({"type": "forget_user", "user": name})
+    click.echo(f"forgot {result['user']}: {result['keys_destroyed']} key(s) destroyed, "
+               f"{result['rooms']} room(s) purged, {result['tokens_revoked']} token(s) revoked")
+
+
+@main.group()
+def keys() -> None:
+    """The master key that wraps the data keys sealing people's words."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-wrap every data key under a new master key (admins); the key file is replaced."""
+    result = call({"type": "rotate_keys"})
+    click.echo(f"re-wrapped {result['rewrapped']} data key(s) under master key "
+               f"{result['master']}")
 
 
 @main.command("grant")
