@@ -36,6 +36,8 @@ from domain.errors import SalonError
 from domain.memories import check_kind
 from infra.embeddings import Embedder, MiniLMEmbedder, vector_literal
 from infra.memories import check_schema, create_tables, drop_tables
+from infra.sealing import SealingMapper
+from infra.store import open_app
 from memory import observations
 from memory.scoring import rating_to_importance
 
@@ -48,7 +50,8 @@ TOPICS = [ROOM + n for n in ("RoomCreated", "RoomForked", "MemberJoined", "Membe
                              "MessagePosted", "MessageRedacted", "FeedbackGiven")] + \
          [STREAM + n for n in ("MemoryStreamOpened", "MemoryRecorded", "ImportanceRated",
                                "MemoriesRetrieved", "MemoriesMerged", "MemoriesForgotten",
-                               "ReflectionRecorded", "FactRemembered", "FactForgotten")]
+                               "ReflectionRecorded", "FactRemembered", "FactForgotten")] + \
+         ["domain.users:User.UserForgotten"]
 JOIN_RATING = 2
 INSERT = ("INSERT INTO {t} (id, agent_id, kind, content, embedding, importance, "
           "importance_source, created_at, last_accessed_at, access_count, room, room_id, "
@@ -95,6 +98,7 @@ class MemoryProjection:
         self.batch = batch
         self.events_table = check_schema(events_table)
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._opener: SealingMapper | None = None  # opens the sealed personal fields
         self._pending: list[_Row] = []
         self._handlers: dict[str, Callable[[psycopg.Connection[Any], Any, dict[str, Any],
                                             int], None]] = {
@@ -109,6 +113,7 @@ class MemoryProjection:
             "MemoriesForgotten": self._memories_forgotten,
             "ReflectionRecorded": self._reflection_recorded,
             "FactRemembered": self._fact_remembered, "FactForgotten": self._fact_forgotten,
+            "UserForgotten": self._user_forgotten,
         }
 
     def t(self, name: str) -> str:
@@ -185,6 +190,12 @@ class MemoryProjection:
         name = str(event["topic"]).rpartition(".")[2]
         try:
             state = json.loads(bytes(event["state"]))
+            if self._opener is None:
+                mapper = open_app(self.database_url).mapper
+                assert isinstance(mapper, SealingMapper)
+                self._opener = mapper
+            if not self._opener.open_state(str(event["topic"]), event["originator_id"], state):
+                state["erased"] = True
             self._handlers[name](conn, event["originator_id"], state,
                                  int(event["originator_version"]))
         except (KeyError, TypeError, ValueError, SalonError) as error:
@@ -297,6 +308,8 @@ class MemoryProjection:
 
     def _message_posted(self, conn: psycopg.Connection[Any], room_id: uuid.UUID,
                         state: dict[str, Any], version: int) -> None:
+        if state.get("erased") or state.get("redacted"):
+            return  # its words were taken back: nothing is formed from them
         room = self._room(conn, room_id)
         author, text = str(state["author_id"]), str(state["text"])
         mentions = [str(m) for m in state.get("mentions") or []]
@@ -316,6 +329,16 @@ class MemoryProjection:
                             "AND room_id = %s RETURNING id", (str(state["message_id"]),
                                                              room_id)).fetchall()
         self._delete_citing(conn, [r["id"] for r in gone])
+
+    def _user_forgotten(self, conn: psycopg.Connection[Any], stream_id: uuid.UUID,
+                        state: dict[str, Any], version: int) -> None:
+        """A person was forgotten: what agents formed from their words and know of them goes."""
+        self._flush(conn)
+        name = str(state["name"])
+        gone = conn.execute(f"DELETE FROM {self.t('salon_memories')} WHERE author = %s "
+                            "AND author <> agent_id RETURNING id", (name,)).fetchall()
+        self._delete_citing(conn, [r["id"] for r in gone])
+        conn.execute(f"DELETE FROM {self.t('salon_memory_facts')} WHERE user_id = %s", (name,))
 
     def _delete_citing(self, conn: psycopg.Connection[Any], ids: list[Any]) -> None:
         # What was inferred from a forgotten memory goes with it, transitively.
@@ -453,7 +476,7 @@ class MemoryProjection:
     def _fact_remembered(self, conn: psycopg.Connection[Any], stream_id: uuid.UUID,
                          state: dict[str, Any], version: int) -> None:
         agent = self._agent_of(conn, stream_id)
-        if agent is None:
+        if agent is None or state.get("erased"):
             return
         conn.execute(
             f"INSERT INTO {self.t('salon_memory_facts')} (agent_id, fact_id, user_id, key, "
