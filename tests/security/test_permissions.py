@@ -169,4 +169,5 @@ async def test_each_frame_as_each_principal(salon: Running, name: str) -> None:
 @pytest.mark.parametrize("kind", sorted(FRAME_RULES))
 def test_rules_are_known_kinds(kind: str) -> None:
     assert FRAME_RULES[kind] in {"anyone", "user", "room_reader", "room_owner", "agent_owner",
-                                 "agent_user", "self_or_admin", "knowledge_reader", "admin"}
+                                 "agent_user", "self_or_admin", "self", "knowledge_reader",
+                                 "admin"}
