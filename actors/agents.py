@@ -406,6 +406,17 @@ class AgentCore:
                                 is_admin)
         return {"agent": self.name, "forgotten": fact_id}
 
+    async def forget_memory_about(self, by: str, memory_id: str) -> dict[str, Any]:
+        """Forget one memory whose source is ``by``'s, at their asking (consent)."""
+        from infra.consent import check_about
+        from infra.recall import record_decision
+
+        memories = self.memory(self._agent().spec).memories
+        await asyncio.to_thread(check_about, memories, self.name, by, memory_id)
+        await asyncio.to_thread(record_decision, self.store, self.name, lambda stream:
+                                stream.forget([memory_id], f"deleted by {by}, its source"))
+        return {"agent": self.name, "forgotten": memory_id}
+
     async def seen(self, room: str) -> dict[str, Any]:
         """How far this agent has taken in ``room`` and whether it has work in hand."""
         view = self.views.get(room)

@@ -191,8 +191,11 @@ class MemoryStream(Aggregate):
     # -- facts about users ----------------------------------------------------------------
 
     def remember_fact(self, user_id: str, key: str, value: str, category: str,
-                      room: str | None = None) -> str:
-        """Record (or update) a fact about ``user_id`` learned in ``room``; returns its id."""
+                      room: str | None = None, again: bool = False) -> str:
+        """Record (or update) a fact about ``user_id`` learned in ``room``; returns its id.
+
+        ``again``: record it even if this stream knows it already (the memory view forgot it
+        when ``user_id`` withdrew consent, and they have consented again since)."""
         if category not in FACT_CATEGORIES:
             raise Invalid(f"a fact's category is one of {', '.join(FACT_CATEGORIES)}, "
                           f"not {category!r}")
@@ -201,7 +204,7 @@ class MemoryStream(Aggregate):
         known = self.facts.get(user_id, {}).get(key)
         # Told again elsewhere: the fact is tagged with the room it was last learned in.
         if known is not None and known["value"] == value and known["category"] == category \
-                and known.get("room") == room:
+                and known.get("room") == room and not again:
             return known["fact_id"]
         fact_id = known["fact_id"] if known is not None else new_id()
         self._fact_remembered(fact_id=fact_id, user_id=user_id, key=key, value=value,

@@ -77,7 +77,8 @@ class AgentFacts:
 # ``user``: any authenticated principal (what they reach is filtered to what they may see);
 # ``room_reader``: may read the target room (public, a member, or admin); ``room_owner``;
 # ``agent_owner``: owner of the target agent or admin; ``agent_user``: ``agent_owner``, or the
-# agent is joinable; ``self_or_admin``: about oneself, or an admin about anyone; ``admin``.
+# agent is joinable; ``self_or_admin``: about oneself, or an admin about anyone; ``self``:
+# about oneself only, admins included (consent is the person's own); ``admin``.
 FRAME_RULES: dict[str, str] = {
     "hello": "anyone",
     "whoami": "user",
@@ -126,6 +127,12 @@ FRAME_RULES: dict[str, str] = {
     "forget_me": "user",
     "forget_user": "admin",
     "rotate_keys": "admin",
+    # Consent (SECURITY.md): a person sets only their own, and sees and deletes only what
+    # agents remember about them.
+    "set_consent": "self",
+    "consent": "self_or_admin",
+    "my_memories": "user",            # only memories and facts about the caller
+    "forget_memory": "user",          # only a memory about the caller
 }
 
 
@@ -280,3 +287,7 @@ def require_judge_allowed(user: Principal, provider: str, free: frozenset[str],
         return
     raise Forbidden(f"a judge on provider {provider!r} spends the operator's money; "
                     f"{ADMIN_GRANTS}, or use a free one ({', '.join(sorted(free))})")
+def require_self(user: Principal, about: str | None, doing: str) -> None:
+    """What only the person themselves may do, whoever asks (an admin too): their consent."""
+    if about is not None and about != user.name:
+        raise Forbidden(f"only {about} may {doing}; a person's consent is their own")

@@ -138,3 +138,39 @@ class User(Aggregate):
     @event("UserForgotten")
     def _user_forgotten(self, name: str, by: str) -> None:
         self.forgotten_by = by
+    # -- consent to being remembered by agents ----------------------------------------------
+
+    def consents(self, room: str | None = None) -> bool:
+        """Whether agents may form long-term memories and facts about this person in ``room``
+        (None: anywhere no room setting says otherwise). A room's own setting wins over the
+        person's default, which is on."""
+        settings: dict[str, str] = getattr(self, "memory_consent", {})
+        found = settings.get(room) if room else None
+        return (found or settings.get("", "on")) == "on"
+
+    @property
+    def consent(self) -> dict[str, object]:
+        """This person's settings: ``memory`` (their default) and ``rooms`` (room: on|off)."""
+        settings: dict[str, str] = getattr(self, "memory_consent", {})
+        return {"memory": settings.get("", "on"),
+                "rooms": {room: value for room, value in sorted(settings.items()) if room}}
+
+    def set_consent(self, memory: str, room: str | None = None) -> bool:
+        """Record whether agents may remember this person (in ``room``, or by default);
+        returns False when that was the setting already."""
+        if memory not in CONSENT:
+            raise Invalid(f"memory consent is 'on' or 'off', not {memory!r}")
+        if room is not None:
+            check_name(room, "room")
+        settings: dict[str, str] = getattr(self, "memory_consent", {})
+        if settings.get(room or "", None if room else "on") == memory:
+            return False
+        self._memory_consent_changed(name=self.name, memory=memory, room=room)
+        return True
+
+    @event("MemoryConsentChanged")
+    def _memory_consent_changed(self, name: str, memory: str, room: str | None) -> None:
+        self.__dict__.setdefault("memory_consent", {})[room or ""] = memory
+
+
+CONSENT = ("on", "off")

@@ -372,6 +372,40 @@ class RotateKeys(Frame):
     type: Literal["rotate_keys"]
 
 
+# Consent: whether agents may remember the caller, and what they remember about them.
+class SetConsent(Frame):
+    """The caller's consent to agents forming memories and facts about them (in ``room``, or
+    by default); naming another ``user`` is refused: a person sets only their own."""
+
+    type: Literal["set_consent"]
+    memory: Literal["on", "off"]
+    room: Name | None = None
+    user: Name | None = None
+
+
+class Consent(Frame):
+    """The caller's consent settings (admins: ``user``'s)."""
+
+    type: Literal["consent"]
+    user: Name | None = None
+
+
+class MyMemories(Frame):
+    """What agents (or ``agent``) remember about the caller: memories and facts."""
+
+    type: Literal["my_memories"]
+    agent: Name | None = None
+    limit: Annotated[int, Field(ge=1, le=1_000, strict=True)] = 200
+
+
+class ForgetMemory(Frame):
+    """Delete one memory an agent holds about the caller (its source is theirs)."""
+
+    type: Literal["forget_memory"]
+    agent: Name
+    memory_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
 Request = Annotated[
     Hello | Join | Leave | Say | Invoke | Feedback | Command | History | Fork | ListRooms
     | CreateRoom | ListAgents | CreateAgent | AddAgent | CreateToken | Whoami | ShowAgent
@@ -380,7 +414,8 @@ Request = Annotated[
     | ForgetFact
     | AddDocument | Knowledge | RevokeToken | Grant | Grants | ShareKnowledge
     | AddMember | SetGuard | SetAgentGuard
-    | Redact | KeepRedacted | ForgetMe | ForgetUser | RotateKeys,
+    | Redact | KeepRedacted | ForgetMe | ForgetUser | RotateKeys
+    | SetConsent | Consent | MyMemories | ForgetMemory,
     Field(discriminator="type"),
 ]
 _REQUEST: TypeAdapter[Any] = TypeAdapter(Request)
@@ -391,7 +426,8 @@ TYPES = ("hello", "join", "leave", "say", "invoke", "feedback", "command", "hist
          "add_memory", "delete_memory", "memory_upkeep", "facts", "forget_fact",
          "add_document", "knowledge", "revoke_token", "grant", "grants", "share_knowledge",
          "add_member", "set_guard", "set_agent_guard",
-         "redact", "keep_redacted", "forget_me", "forget_user", "rotate_keys")
+         "redact", "keep_redacted", "forget_me", "forget_user", "rotate_keys",
+         "set_consent", "consent", "my_memories", "forget_memory")
 MAX_DEPTH = 32
 
 

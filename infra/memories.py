@@ -4,7 +4,8 @@ Rows are written only by the memory projection (``projections/memories.py``); ev
 reads them, always for one agent at a time: no query takes more than one agent, and the
 functions people reach through the gateway check that the caller owns the agent first.
 
-Tables (in ``schema``, ``public`` by default; tests use schemas of their own):
+Tables (in ``schema``, the memory view's ``salon_memories`` by default; tests use schemas of
+their own):
 
 - ``salon_memories``: ``(id, agent_id, kind, content, embedding vector(384), importance 0..1,
   importance_source, created_at, last_accessed_at, access_count, room, position, message_id,
@@ -12,7 +13,9 @@ Tables (in ``schema``, ``public`` by default; tests use schemas of their own):
 - ``salon_memory_facts``: facts per (agent, user);
 - ``salon_memory_members``, ``salon_memory_rooms``, ``salon_memory_streams``: what the
   projection needs to know of rooms and memory streams as it follows the log;
-- ``salon_memory_tracking``: how far the projection got, updated in the same transaction.
+- ``salon_memory_consent``: each person's consent to being remembered, by room;
+- ``memories_tracking``: how far the projection got (the ``Projection`` framework's tracking
+  table, updated in the same transaction as each batch).
 """
 
 from __future__ import annotations
@@ -46,14 +49,27 @@ SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # An agent with fewer memories than this has every memory scored, exactly.
 CANDIDATES = 200
 
-TABLES = """
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.salon_memories (
+# The memory projection's names, in one place: the projection (``projections/memories.py``)
+# writes these tables and everything here reads them. Its view lives in a schema of its own,
+# ``salon_memories`` (the projections' ``salon_`` prefix and its name), beside its tracking
+# table ``memories_tracking``; tests use schemas of their own.
+VIEW = "memories"
+SCHEMA_NAME = f"salon_{VIEW}"
+MEMORIES = "salon_memories"
+FACTS = "salon_memory_facts"
+MEMBERS = "salon_memory_members"
+ROOMS = "salon_memory_rooms"
+STREAMS = "salon_memory_streams"
+CONSENT = "salon_memory_consent"
+# ``{s}`` stands for the schema (as in every view's DDL, ``projections/views.py``).
+STATEMENTS: tuple[str, ...] = (
+    "CREATE EXTENSION IF NOT EXISTS vector",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.{MEMORIES} (
     id uuid PRIMARY KEY,
     agent_id text NOT NULL,
     kind text NOT NULL,
     content text NOT NULL,
-    embedding vector({dims}) NOT NULL,
+    embedding vector({DIMENSIONS}) NOT NULL,
     importance real NOT NULL,
     importance_source text NOT NULL,
     created_at timestamptz NOT NULL,
@@ -66,16 +82,18 @@ CREATE TABLE IF NOT EXISTS {s}.salon_memories (
     author text,
     cites uuid[] NOT NULL DEFAULT '{{}}',
     source jsonb NOT NULL DEFAULT '{{}}'
-);
-CREATE INDEX IF NOT EXISTS salon_memories_recent ON {s}.salon_memories
-    (agent_id, last_accessed_at DESC);
-CREATE INDEX IF NOT EXISTS salon_memories_important ON {s}.salon_memories
-    (agent_id, importance DESC);
-CREATE INDEX IF NOT EXISTS salon_memories_created ON {s}.salon_memories (agent_id, created_at);
-CREATE INDEX IF NOT EXISTS salon_memories_messages ON {s}.salon_memories (message_id);
-CREATE INDEX IF NOT EXISTS salon_memories_embedding ON {s}.salon_memories
-    USING hnsw (embedding vector_cosine_ops);
-CREATE TABLE IF NOT EXISTS {s}.salon_memory_facts (
+)""",
+    f"CREATE INDEX IF NOT EXISTS salon_memories_recent ON {{s}}.{MEMORIES} "
+    "(agent_id, last_accessed_at DESC)",
+    f"CREATE INDEX IF NOT EXISTS salon_memories_important ON {{s}}.{MEMORIES} "
+    "(agent_id, importance DESC)",
+    f"CREATE INDEX IF NOT EXISTS salon_memories_created ON {{s}}.{MEMORIES} "
+    "(agent_id, created_at)",
+    f"CREATE INDEX IF NOT EXISTS salon_memories_messages ON {{s}}.{MEMORIES} (message_id)",
+    f"CREATE INDEX IF NOT EXISTS salon_memories_authors ON {{s}}.{MEMORIES} (author)",
+    f"CREATE INDEX IF NOT EXISTS salon_memories_embedding ON {{s}}.{MEMORIES} "
+    "USING hnsw (embedding vector_cosine_ops)",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.{FACTS} (
     agent_id text NOT NULL,
     fact_id text NOT NULL,
     user_id text NOT NULL,
@@ -83,29 +101,30 @@ CREATE TABLE IF NOT EXISTS {s}.salon_memory_facts (
     value text NOT NULL,
     category text NOT NULL,
     recorded_at timestamptz NOT NULL,
+    room text,
     PRIMARY KEY (agent_id, fact_id)
-);
-ALTER TABLE {s}.salon_memory_facts ADD COLUMN IF NOT EXISTS room text;
-CREATE TABLE IF NOT EXISTS {s}.salon_memory_members (
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.{MEMBERS} (
     room_id uuid NOT NULL,
     agent_id text NOT NULL,
     PRIMARY KEY (room_id, agent_id)
-);
-CREATE TABLE IF NOT EXISTS {s}.salon_memory_rooms (
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.{ROOMS} (
     room_id uuid PRIMARY KEY,
     name text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {s}.salon_memory_streams (
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.{STREAMS} (
     stream_id uuid PRIMARY KEY,
     agent_id text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {s}.salon_memory_tracking (
-    name text PRIMARY KEY,
-    position bigint NOT NULL
-);
-"""
-PROJECTION_TABLES = ("salon_memories", "salon_memory_facts", "salon_memory_members",
-                     "salon_memory_rooms", "salon_memory_streams", "salon_memory_tracking")
+)""",
+    # Each person's consent to agents remembering them: room '' is their default.
+    f"""CREATE TABLE IF NOT EXISTS {{s}}.{CONSENT} (
+    user_id text NOT NULL,
+    room text NOT NULL,
+    memory boolean NOT NULL,
+    PRIMARY KEY (user_id, room)
+)""",
+)
 COLUMNS = ("id::text AS id, agent_id, kind, content, importance, importance_source, "
            "created_at, last_accessed_at, access_count, room, position, message_id, author, "
            "cites::text[] AS cites, source")
@@ -176,7 +195,7 @@ def _memory(row: dict[str, Any]) -> Memory:
 class MemoryStore:
     """Reads one schema's memory tables (the projection writes them). Thread-safe."""
 
-    def __init__(self, database_url: str, schema: str = "public", max_size: int = 4) -> None:
+    def __init__(self, database_url: str, schema: str = SCHEMA_NAME, max_size: int = 4) -> None:
         self.schema = check_schema(schema)
         # Generic plans of prepared statements do not see the query vector and may skip the
         # HNSW index: every query is planned with its vector.
@@ -185,7 +204,7 @@ class MemoryStore:
             max_size=max_size, open=True,
             kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": None})
 
-    def table(self, name: str = "salon_memories") -> str:
+    def table(self, name: str = MEMORIES) -> str:
         """A schema-qualified table name."""
         return f"{self.schema}.{name}"
 
@@ -315,7 +334,7 @@ class MemoryStore:
         """Facts ``agent`` holds (about ``user`` only, if given), oldest first."""
         rows = self._rows(
             f"SELECT fact_id, user_id, key, value, category FROM "
-            f"{self.table('salon_memory_facts')} WHERE agent_id = %s "
+            f"{self.table(FACTS)} WHERE agent_id = %s "
             "AND (%s::text IS NULL OR user_id = %s) ORDER BY recorded_at, fact_id",
             (check_name(agent, "agent"), user, user))
         return [dict(r) for r in rows]
@@ -329,7 +348,7 @@ class MemoryStore:
         if not users:
             return {}
         rows = self._rows(
-            f"SELECT user_id, key, value, category FROM {self.table('salon_memory_facts')} "
+            f"SELECT user_id, key, value, category FROM {self.table(FACTS)} "
             "WHERE agent_id = %s AND user_id = ANY(%s) "
             "AND (%s::text[] IS NULL OR room IS NULL OR room = ANY(%s::text[])) "
             "ORDER BY recorded_at, fact_id",
@@ -424,19 +443,12 @@ class MemoryStore:
 
 
 def create_tables(conn: psycopg.Connection[Any], schema: str) -> None:
-    """Create the memory tables in ``schema`` (idempotent)."""
+    """Create the memory tables in ``schema`` (idempotent; without the projection's tracking
+    table, which its view adds: ``projections.memories``)."""
     s = check_schema(schema)
-    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    for statement in TABLES.format(s=s, dims=DIMENSIONS).split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def drop_tables(conn: psycopg.Connection[Any], schema: str) -> None:
-    """Drop the memory tables of ``schema`` (the projection can be rebuilt from the log)."""
-    s = check_schema(schema)
-    for table in PROJECTION_TABLES:
-        conn.execute(f"DROP TABLE IF EXISTS {s}.{table}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+    for statement in STATEMENTS:
+        conn.execute(statement.replace("{s}", s))
 
 
 def _checked(vector: Sequence[float]) -> Sequence[float]:

@@ -26,6 +26,7 @@ from domain.ids import room_id
 from domain.memories import MemoryConfig, MemoryStream, Weights, check_kind, memory_stream_id
 from domain.policy import Principal
 from domain.rooms import Room
+from infra.consent import consents
 from infra.embeddings import Embedder
 from infra.memories import MemoryStore, Retrieved, check_access
 from infra.store import EventStore
@@ -302,7 +303,9 @@ class AgentMemory:
         if self.config.facts:
             conversation = [(m.author, m.text) for m in context]
             for user in self.people_to_ask_about(context):
-                done["facts"] += await self.extract_facts(ask, user, conversation, room)
+                # Consent: nothing is asked, let alone written, about someone who said off.
+                if await asyncio.to_thread(consents, self.events, user, room):
+                    done["facts"] += await self.extract_facts(ask, user, conversation, room)
         if self.config.reflection and time.monotonic() >= self._reflect_after:
             done["reflections"] = await self.reflect(ask)
         return done
@@ -336,16 +339,19 @@ class AgentMemory:
         ``FactRemembered`` tagged with the room (facts surface under the rooms' rule)."""
         if not any(author == user for author, _ in conversation):
             return 0
-        stream = await asyncio.to_thread(open_stream, self.events, self.agent)
-        known = [fact_rules.Fact(f["key"], f["value"], f["category"])
-                 for f in stream.facts_about(user)]
+        # What the view holds: facts forgotten when ``user`` withdrew consent are not known.
+        held = await asyncio.to_thread(self.memories.facts, self.agent, user)
+        known = [fact_rules.Fact(f["key"], f["value"], f["category"]) for f in held]
         answer = await ask(fact_rules.extraction_prompt(user, list(conversation), known))
         found = fact_rules.parse_facts(answer)
+        holds = {(f["key"], f["value"], f["category"]) for f in held}
 
         def remember(stream: MemoryStream) -> int:
             before = len(stream.pending_events)
             for fact in found:
-                stream.remember_fact(user, fact.key, fact.value, fact.category, room)
+                stream.remember_fact(user, fact.key, fact.value, fact.category, room,
+                                     again=(fact.key.strip().lower(), fact.value.strip(),
+                                            fact.category) not in holds)
             return len(stream.pending_events) - before
 
         if not found:

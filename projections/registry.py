@@ -6,6 +6,7 @@ from typing import Any
 
 from domain.errors import NotFound
 from projections.audit import Audit
+from projections.memories import Memories
 from projections.metrics import Metrics
 from projections.threads import Threads
 from projections.views import Projection, check_schema
@@ -14,6 +15,7 @@ PROJECTIONS: dict[str, type[Projection[Any]]] = {
     Threads.name: Threads,
     Audit.name: Audit,
     Metrics.name: Metrics,
+    Memories.name: Memories,
 }
 SCHEMA_PREFIX = "salon_"
 

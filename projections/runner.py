@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from queue import Empty, Full, Queue
@@ -91,7 +92,8 @@ class Runner:
 
     def __init__(self, projection_class: type[Projection[Any]], database_url: str, schema: str,
                  *, batch_size: int = 500, until: int | None = None,
-                 master_key: Path | None = None) -> None:
+                 master_key: Path | None = None,
+                 options: Mapping[str, Any] | None = None) -> None:
         self.projection_class = projection_class
         self.database_url = database_url
         self.schema = schema
@@ -99,8 +101,10 @@ class Runner:
         self.until = until  # apply nothing after this position (for rebuilds to a point)
         # The log's tables are the platform's to create (concurrent CREATEs fail in PostgreSQL).
         self.app = open_app(database_url, master_key=master_key)
+        # Keyword arguments of the projection's constructor (the memory view's embedder).
+        self.options = dict(options or {})
         self.view = open_view(projection_class, database_url, schema)
-        self.projection = projection_class(view=self.view)
+        self.projection = projection_class(view=self.view, **self.options)
         self.applied = 0
         self.error: str | None = None
         self._stopping = threading.Event()
@@ -141,10 +145,32 @@ class Runner:
         self.view.drop()
         self.view.datastore.close()
         self.view = open_view(self.projection_class, self.database_url, self.schema)
-        self.projection = self.projection_class(view=self.view)
+        self.projection = self.projection_class(view=self.view, **self.options)
         self.applied = 0
         if running:
             self.start()
+
+    def catch_up(self, up_to: int | None = None) -> int:
+        """Apply, in this thread, every event recorded up to ``up_to`` (the head when None)
+        that is not applied yet, in batches; returns how many this call applied. For tools
+        and tests that want a view up to date now, without a thread following the log."""
+        target = self.head() if up_to is None else up_to
+        if self.until is not None:
+            target = min(target, self.until)
+        applied = 0
+        while True:
+            start = self.position()
+            if start >= target:
+                break
+            found = self.app.recorder.select_notifications(
+                start, self.batch_size, stop=target, topics=self.projection.topics,
+                inclusive_of_start=False)
+            if not found:
+                break
+            items = [(self._decode(n), Tracking(APPLICATION, n.id)) for n in found]
+            applied += self.view.apply_batch(self.projection, items)
+        self.applied += applied
+        return applied
 
     def position(self) -> int:
         """The position (notification id) of the last event applied."""

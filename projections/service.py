@@ -24,6 +24,7 @@ from infra.jobs import JobQueue, JobSource, Worker
 from infra.settings import Settings, below_the_write_path
 from infra.store import EventStore
 from projections.digests import SUMMARY_EVERY, TITLE_AFTER, DigestJobs, plan
+from projections.memories import NAME as MEMORIES
 from projections.registry import PROJECTIONS, SCHEMA_PREFIX, projection_class
 from projections.runner import Runner, progress
 from projections.views import Reader, open_view
@@ -70,11 +71,12 @@ def _database(settings: Settings) -> str:
 class ProjectionHost:
     """One projection's runner, in its own process."""
 
-    def __init__(self, name: str, settings: Settings, config: ProjectionSettings) -> None:
+    def __init__(self, name: str, settings: Settings, config: ProjectionSettings,
+                 options: dict[str, Any] | None = None) -> None:
         below_the_write_path(settings.background_nice)
         self.runner = Runner(projection_class(name), _database(settings), config.schema(name),
                              master_key=settings.master_key_path(),
-                             batch_size=config.batch_size).start()
+                             batch_size=config.batch_size, options=options).start()
 
     def status(self) -> dict[str, Any]:
         """Where the projection stands, and this runner's count and last error."""
@@ -155,10 +157,14 @@ class JobHost:
 class Projections:
     """The handle the platform keeps: starts, inspects, rebuilds and stops the hosts."""
 
-    def __init__(self, settings: Settings, config: ProjectionSettings | None = None) -> None:
+    def __init__(self, settings: Settings, config: ProjectionSettings | None = None,
+                 options: dict[str, dict[str, Any]] | None = None) -> None:
         self.settings = settings
         self.config = config or ProjectionSettings()
         self.hosts: dict[str, Any] = {}
+        # What the composition root hands a projection's constructor, by projection: the
+        # memory view's embedder (the platform's background embedder actor).
+        self.options = dict(options or {})
 
     def _options(self, kind: str, name: str) -> dict[str, Any]:
         return {"name": self.config.actor_name(kind, name),
@@ -168,8 +174,11 @@ class Projections:
         """Activate every projection's host and (with ``jobs``) the job host, which also works
         the queues ``sources`` make."""
         for name in PROJECTIONS:
+            if name == MEMORIES and not self.settings.memory_projection:
+                continue  # SALON_MEMORY_PROJECTION=false: agents' memories are not followed
             self.hosts[name] = ProjectionHost.options(  # type: ignore[attr-defined]
-                **self._options("projection", name)).remote(name, self.settings, self.config)
+                **self._options("projection", name)).remote(name, self.settings, self.config,
+                                                            self.options.get(name))
         if jobs:
             self.hosts[DIGESTS] = JobHost.options(  # type: ignore[attr-defined]
                 **self._options("jobs", DIGESTS)).remote(self.settings, self.config,
@@ -213,6 +222,8 @@ class Projections:
         view = open_view(cls, _database(self.settings), self.config.schema(cls.name))
         view.drop()
         view.datastore.close()
+        # Empty tables again at once: readers (an agent's recall) find a view, not an error.
+        open_view(cls, _database(self.settings), self.config.schema(cls.name)).datastore.close()
         return progress(_database(self.settings), cls, self.config.schema(cls.name)).as_dict()
 
     def stop(self) -> None:
@@ -229,12 +240,16 @@ class Projections:
 
 
 def start(settings: Settings, config: ProjectionSettings | None = None,
-          sources: Sequence[SourceFactory] = ()) -> Projections:
+          sources: Sequence[SourceFactory] = (),
+          options: dict[str, dict[str, Any]] | None = None) -> Projections:
     """Start the projections and the job worker for the platform; keep the result to stop.
 
     ``sources`` are factories (importable functions: Ray passes them by reference) of the
-    queues higher layers add, such as memory upkeep (``actors.upkeep.job_source``)."""
-    return Projections(settings, config).start(sources=sources)
+    queues higher layers add, such as memory upkeep (``actors.upkeep.job_source``).
+    ``options`` are keyword arguments for projections' constructors, by name (the platform
+    gives ``memories`` its ``embedder``; without one it loads the model in its own process).
+    """
+    return Projections(settings, config, options).start(sources=sources)
 
 
 def stop(projections: Projections | None) -> None:

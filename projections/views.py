@@ -168,6 +168,7 @@ class View(PostgresTrackingRecorder):
                     for event, tracking in fresh:
                         tx.position = tracking.notification_id
                         projection.apply(event, tx)
+                    projection.finish(tx)
                     self._insert_tracking(cursor, fresh[-1][1])
                 return len(fresh)
         except BaseException:
@@ -223,6 +224,10 @@ class Projection(EventsourcingProjection[V], Generic[V]):
         ``tx.position`` is then the position the view had reached: state cached from a batch
         ending elsewhere is stale (another runner moved the view on) and must be read again.
         """
+
+    def finish(self, tx: Tx) -> None:
+        """Write what the batch's handlers left pending, before it commits (nothing by
+        default; the memory view embeds a batch's new memories together here)."""
 
     def abort(self) -> None:
         """Forget state cached during a batch that did not commit."""

@@ -762,6 +762,33 @@ def grant(user: str | None, agent: str | None, permissions: tuple[str, ...],
     click.echo(f"{user or agent} holds {held or 'nothing'}")
 
 
+@main.command("consent")
+@click.argument("memory", required=False, type=click.Choice(["on", "off"]))
+@click.option("--room", default=None, help="only in this room (default: everywhere)")
+@click.option("--mine", is_flag=True, help="list what agents remember about you")
+def consent(memory: str | None, room: str | None, mine: bool) -> None:
+    """Whether agents may form memories and facts about you (the token's user): on or off,
+    by default or in --room R. Off deletes what they hold about you there. With no argument,
+    shows your settings."""
+    if mine:
+        found = call({"type": "my_memories"})
+        table(found["memories"], ["id", "agent", "kind", "room", "content"])
+        table(found["facts"], ["fact_id", "agent", "key", "value", "room"])
+        return
+    if memory is None:
+        if room is not None:
+            fail(Invalid("--room needs on or off"))
+        result = call({"type": "consent"})
+    else:
+        frame: dict[str, Any] = {"type": "set_consent", "memory": memory}
+        if room is not None:
+            frame["room"] = room
+        result = call(frame)
+    rooms = ", ".join(f"{r}: {v}" for r, v in result["rooms"].items())
+    click.echo(f"{result['user']}: memory {result['memory']} by default"
+               + (f"; {rooms}" if rooms else ""))
+
+
 def _simulate_group() -> click.Group:
     from salon.simulate import simulation_platform
     from simulations.cli import simulate_group

@@ -18,6 +18,8 @@ from actors import directory
 from domain.errors import NotFound
 from gateway.auth import Accounts
 from gateway.server import Gateway
+from infra.memories import SCHEMA_NAME
+from infra.memories import VIEW as MEMORIES
 from infra.servers import EmbeddedPostgres, EmbeddedValkey
 from infra.settings import Settings
 from infra.store import EventStore
@@ -73,7 +75,6 @@ class Platform:
         self.started_ray = False
         self.running: Running | None = None
         self.projections: Any = None
-        self.stop_memory: Callable[[], None] | None = None
         self.stop_reminders: Callable[[], None] | None = None
 
     def start(self) -> Running:
@@ -93,8 +94,8 @@ class Platform:
         self.store = EventStore(database_url, settings.snapshot_interval,
                                 master_key=settings.master_key_path())
         self._start_ray(settings)
-        self._start_projections(settings)
         self._start_memory(settings)
+        self._start_projections(settings)
         self._start_reminders(settings)
         accounts = Accounts(self.store, self.settings.token_days)
         token = self._admin_token(accounts)
@@ -122,21 +123,13 @@ class Platform:
         self.started_ray = True
 
     def _start_memory(self, settings: Settings) -> None:
-        """Create the memory tables, and follow the log into them unless told not to."""
-        from actors.embedder import RemoteEmbedder
-        from infra.memories import MemoryStore
-        from projections.memories import MemoryProjection
+        """Create the memory view's tables: agents recall from them from their first turn,
+        also when the memory projection does not run (``projection:memories`` fills them)."""
+        from projections.memories import Memories
+        from projections.views import open_view
 
         assert settings.database_url
-        tables = MemoryStore(settings.database_url, max_size=1)
-        try:
-            tables.ensure_tables()
-        finally:
-            tables.close()
-        if settings.memory_projection:
-            projection = MemoryProjection(settings.database_url,
-                                          embedder=RemoteEmbedder(settings, background=True))
-            self.stop_memory = projection.start()
+        open_view(Memories, settings.database_url, SCHEMA_NAME).datastore.close()
 
     def _start_reminders(self, settings: Settings) -> None:
         """Wake agents whose timers are due, also after a restart or a passivation."""
@@ -147,12 +140,16 @@ class Platform:
     def _start_projections(self, settings: Settings) -> None:
         """Follow the log into the read models, and work background jobs (digests, memory
         upkeep), each in a Ray actor."""
+        from actors.embedder import RemoteEmbedder
         from actors.upkeep import job_source
         from projections import service
 
         config = service.ProjectionSettings()
         if config.enabled:
-            self.projections = service.start(settings, config, sources=[job_source])
+            # The memory view embeds with the installation's background embedder actor.
+            embedder = RemoteEmbedder(settings, background=True)
+            self.projections = service.start(settings, config, sources=[job_source],
+                                             options={MEMORIES: {"embedder": embedder}})
 
     def _admin_token(self, accounts: Accounts) -> str:
         path = self.home / "admin.token"
@@ -219,9 +216,6 @@ class Platform:
         if self.stop_reminders is not None:
             self.stop_reminders()
             self.stop_reminders = None
-        if self.stop_memory is not None:
-            self.stop_memory()
-            self.stop_memory = None
         if self.projections is not None:
             try:
                 self.projections.stop()

@@ -152,3 +152,47 @@ async def share_knowledge(request: p.ShareKnowledge, user: Principal,
 
     await asyncio.to_thread(share)
     return {"collection": request.collection, "readers": sorted(set(request.readers))}
+
+
+# -- consent: whether agents may remember me, and what they remember about me ---------------
+
+@handles("set_consent")
+async def set_consent(request: p.SetConsent, user: Principal, conn: Any) -> dict[str, Any]:
+    """A person sets only their own consent (no one, not even an admin, sets another's)."""
+    from infra.consent import set_consent as record
+
+    policy.require_self(user, request.user, "set their consent to being remembered")
+    return await asyncio.to_thread(record, conn.services.store, user.name, request.memory,
+                                   request.room)
+
+
+@handles("consent")
+async def consent(request: p.Consent, user: Principal, conn: Any) -> dict[str, Any]:
+    """My consent settings (admins: anyone's)."""
+    from infra.consent import consent_of
+
+    policy.require_self_or_admin(user, request.user, "see their consent settings")
+    found: dict[str, Any] = await asyncio.to_thread(consent_of, conn.services.store,
+                                                    request.user or user.name)
+    return found
+
+
+@handles("my_memories")
+async def my_memories(request: p.MyMemories, user: Principal, conn: Any) -> dict[str, Any]:
+    """What agents remember about me: memories whose source is mine, facts about me."""
+    from infra.consent import memories_about
+
+    if request.agent is not None:
+        await conn.services.agent(request.agent)
+    found = await asyncio.to_thread(memories_about, _memories(conn), user.name, request.agent,
+                                    request.limit)
+    return {"user": user.name, **found}
+
+
+@handles("forget_memory")
+async def forget_memory(request: p.ForgetMemory, user: Principal, conn: Any) -> dict[str, Any]:
+    """Delete a memory an agent holds about me (not_found for any other memory)."""
+    actor = await conn.services.agent(request.agent)
+    forgotten: dict[str, Any] = await call(actor.forget_memory_about.remote(
+        user.name, request.memory_id))
+    return forgotten

@@ -20,6 +20,7 @@ from infra.jobs import JobQueue
 from projections import quotas
 from projections.digests import plan
 from projections.quotas import Limits
+from projections.registry import PROJECTIONS
 from projections.service import DIGESTS, ProjectionSettings
 from projections.views import Reader
 from salon.cli import main
@@ -54,7 +55,7 @@ def _caught_up(cli: Any, target: int) -> list[dict[str, str]] | str:
     rows = [dict(zip(header.lower().split(), line.split(), strict=False)) for line in lines]
     done = [r for r in rows if r.get("state") == "running"
             and (r["pending"] == "0" or int(r["position"]) >= target)]
-    if len(done) == len(rows) == 3:
+    if len(done) == len(rows) == len(PROJECTIONS):
         return rows
     print(result.output)  # shown when the wait fails: where each projection stands
     return ""

@@ -66,16 +66,41 @@ def _history(store: EventStore, name: str) -> None:
     store.save(agent.collect_events())
 
 
+class Near:
+    """An embedding (a pgvector column), equal to another within float noise: the same text
+    embedded in batches of other sizes may differ by a few units in the last place, so each
+    component may differ by at most 1e-6. Every other column is compared byte for byte."""
+
+    def __init__(self, text: str) -> None:
+        self.values = [float(x) for x in text.strip("[]").split(",") if x]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Near) and len(self.values) == len(other.values) and all(
+            abs(a - b) <= 1e-6 for a, b in zip(self.values, other.values, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Near({self.values[:3]}…)"
+
+
 def _tables(database_url: str, schema: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table of a view but its tracking table, in a fixed order."""
+    """Every row of every table of a view but its tracking table, in a fixed order (the
+    order of its columns other than embeddings, which compare as ``Near``)."""
     dump: dict[str, list[tuple[Any, ...]]] = {}
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         tables = [r["table_name"] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
             (schema,)) if not r["table_name"].endswith("_tracking")]
         for table in sorted(tables):
+            vectors = {r["column_name"] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = %s AND udt_name = 'vector'", (schema, table))}
             rows = conn.execute(f"SELECT * FROM {schema}.{table}").fetchall()
-            dump[table] = sorted(tuple(str(v) for v in row.values()) for row in rows)
+            dump[table] = sorted(
+                (tuple(Near(str(v)) if k in vectors else str(v) for k, v in row.items())
+                 for row in rows),
+                key=lambda row: tuple(v for v in row if isinstance(v, str)))
     return dump
 
 

@@ -78,6 +78,12 @@ ROWS: list[tuple[str, Frame, set[str]]] = [
     ("facts", lambda n: {"type": "facts", "agent": n["agent"], "about": n["owner"]}, OWNERS),
     ("forget_fact", lambda n: {"type": "forget_fact", "agent": n["agent"], "fact_id": "nope",
                                "about": n["owner"]}, OWNERS),
+    ("set_consent", lambda n: {"type": "set_consent", "memory": "on", "user": n["owner"]},
+     {"owner"}),
+    ("consent", lambda n: {"type": "consent", "user": n["owner"]}, OWNERS),
+    ("my_memories", lambda n: {"type": "my_memories"}, EVERYONE),
+    ("forget_memory", lambda n: {"type": "forget_memory", "agent": n["agent"],
+                                 "memory_id": "nope"}, EVERYONE),
     ("knowledge", lambda n: {"type": "knowledge", "collection": n["collection"]}, OWNERS),
     ("add_document", lambda n: {"type": "add_document", "collection": n["collection"],
                                 "title": "more", "text": "more text"}, ADMINS),
@@ -121,6 +127,7 @@ def test_the_rules_say_what_the_rows_say() -> None:
     assert by_rule["room_reader"] == {frozenset(READERS)}
     assert by_rule["agent_owner"] == {frozenset(OWNERS)}
     assert by_rule["user"] == {frozenset(EVERYONE)}
+    assert by_rule["self"] == {frozenset({"owner"})}
 
 
 async def test_each_frame_as_each_principal(salon: Running, name: str) -> None:
@@ -173,4 +180,5 @@ async def test_each_frame_as_each_principal(salon: Running, name: str) -> None:
 @pytest.mark.parametrize("kind", sorted(FRAME_RULES))
 def test_rules_are_known_kinds(kind: str) -> None:
     assert FRAME_RULES[kind] in {"anyone", "user", "room_reader", "room_owner", "agent_owner",
-                                 "agent_user", "self_or_admin", "knowledge_reader", "admin"}
+                                 "agent_user", "self_or_admin", "self", "knowledge_reader",
+                                 "admin"}

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import redis
+from click.testing import CliRunner
 
 from projections import audit, threads
 from projections.audit import Audit
@@ -20,6 +21,7 @@ from projections.service import ProjectionSettings
 from projections.threads import Threads
 from projections.verification import verify
 from projections.views import Reader
+from salon.cli import main
 from salon.platform import Platform, Running
 from tests.clients import Client
 
@@ -254,3 +256,41 @@ async def test_forgetting_a_person_leaves_their_words_nowhere(
         reader.close()
     for client in (dan, admin):
         await client.close()
+
+
+async def test_the_cli_redacts_forgets_and_rotates(salon: Running, name: str) -> None:
+    people = await _people(salon, name, "erin", "finn")
+    erin, admin = people["erin"], people["admin"]
+    room = f"{name}-room"
+    await erin.ok({"type": "create_room", "name": room})
+    said = await erin.ok({"type": "say", "room": room, "text": "a slip of the tongue"})
+    finn_token = (await admin.ok({"type": "create_token", "user": f"{name}-finn"}))["token"]
+    runner = CliRunner()
+
+    def run(token: str, *args: str, stdin: str | None = None) -> Any:
+        return runner.invoke(main, list(args), input=stdin,
+                             env={"SALON_URL": salon.ws_url, "SALON_TOKEN": token})
+
+    refused = await asyncio.to_thread(run, finn_token, "redact", room, said["message_id"])
+    assert refused.exit_code == 4 and "author" in refused.output
+    done = await asyncio.to_thread(run, salon.admin_token, "redact", room, said["message_id"],
+                                   "--reason", "asked to")
+    assert done.exit_code == 0 and f"position {said['position']}" in done.output, done.output
+    member_rotates = await asyncio.to_thread(run, finn_token, "keys", "rotate")
+    assert member_rotates.exit_code == 4
+    rotated = await asyncio.to_thread(run, salon.admin_token, "keys", "rotate")
+    assert rotated.exit_code == 0 and "re-wrapped" in rotated.output, rotated.output
+    history = (await erin.ok({"type": "history", "room": room}))["events"]
+    assert any(e["event"]["kind"] == "message_redacted" for e in history), \
+        "the room still reads after the rotation"
+    wrong = await asyncio.to_thread(run, finn_token, "forget-me", stdin="someone-else\n")
+    assert wrong.exit_code == 2, wrong.output
+    gone = await asyncio.to_thread(run, finn_token, "forget-me", stdin=f"{name}-finn\n")
+    assert gone.exit_code == 0 and f"forgot {name}-finn" in gone.output, gone.output
+    again = await asyncio.to_thread(run, finn_token, "rooms", "list")
+    assert again.exit_code == 8, "the forgotten person's token no longer works"
+    not_admin = await asyncio.to_thread(run, finn_token, "users", "forget", f"{name}-erin")
+    assert not_admin.exit_code == 8
+    erased = await asyncio.to_thread(run, salon.admin_token, "users", "forget", f"{name}-erin")
+    assert erased.exit_code == 0 and "1 room(s) purged" in erased.output, erased.output
+    await admin.close()
