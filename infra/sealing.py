@@ -86,10 +86,6 @@ class MasterKey:
         return hashlib.sha256(b"salon-master\x00" + self.key).hexdigest()[:16]
 
     def _read_or_create(self) -> bytes:
-        pending = self.path.with_name(self.path.name + ".new")
-        if not self.path.exists() and pending.exists():
-            # A rotation stopped after its commit and before the rename: finish it.
-            os.replace(pending, self.path)
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_key_file(self.path, secrets.token_bytes(32))
@@ -207,10 +203,7 @@ class KeyRing:
             rows = self._run(f"SELECT kid, wrapped, master FROM {TABLE} WHERE subject = %s",
                              (subject,))
             if not rows:
-                kid, key = secrets.token_bytes(16), AESGCM.generate_key(bit_length=256)
-                self._run(f"INSERT INTO {TABLE} (subject, kid, wrapped, master) "
-                          "VALUES (%s, %s, %s, %s) ON CONFLICT (subject) DO NOTHING",
-                          (subject, kid, self._wrap(subject, kid, key), self.master.kid))
+                self._create(subject)
                 rows = self._run(f"SELECT kid, wrapped, master FROM {TABLE} WHERE subject = %s",
                                  (subject,))
             kid, wrapped, master = bytes(rows[0][0]), bytes(rows[0][1]), str(rows[0][2])
@@ -219,6 +212,25 @@ class KeyRing:
             self._by_subject[subject] = entry
             self._by_kid[kid] = entry
             return kid, aead
+
+    def _create(self, subject: str) -> None:
+        """A new data key for ``subject``, wrapped by the master key in the file now.
+
+        Another process may rotate the master key meanwhile: the file is read before the key
+        is wrapped and again after it is stored, and a key wrapped by a master that was
+        replaced in between is wrapped again by the new one.
+        """
+        self.master.reload()
+        kid, key = secrets.token_bytes(16), AESGCM.generate_key(bit_length=256)
+        wrapped_by = self.master.kid
+        self._run(f"INSERT INTO {TABLE} (subject, kid, wrapped, master) "
+                  "VALUES (%s, %s, %s, %s) ON CONFLICT (subject) DO NOTHING",
+                  (subject, kid, self._wrap(subject, kid, key), wrapped_by))
+        self.master.reload()
+        if self.master.kid != wrapped_by:
+            self._run(f"UPDATE {TABLE} SET wrapped = %s, master = %s "
+                      "WHERE kid = %s AND master = %s",
+                      (self._wrap(subject, kid, key), self.master.kid, kid, wrapped_by))
 
     def opener(self, kid: bytes) -> AESGCM | None:
         """The data key ``kid``, or None once it is destroyed."""
@@ -255,8 +267,8 @@ class KeyRing:
         """Re-wrap every data key under a new master key, then replace the key file.
 
         The new key is written beside the old one first; the rows are re-wrapped in one
-        transaction; then the new file replaces the old. A crash between commit and rename is
-        finished by the next start (``MasterKey``). Returns how many keys were re-wrapped.
+        transaction that locks the table; the new file replaces the old before it commits (and
+        the old one is put back if the commit fails). Returns how many keys were re-wrapped.
         """
         new_key = secrets.token_bytes(32)
         pending = self.master.path.with_name(self.master.path.name + ".new")
@@ -266,7 +278,9 @@ class KeyRing:
             old = self.master.key
             new_kid = hashlib.sha256(b"salon-master\x00" + new_key).hexdigest()[:16]
             with psycopg.connect(self.database_url) as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT subject, kid, wrapped, master FROM {TABLE} FOR UPDATE")
+                # No key is added while the rows are re-wrapped (see ``_create``).
+                cursor.execute(f"LOCK TABLE {TABLE} IN EXCLUSIVE MODE")
+                cursor.execute(f"SELECT subject, kid, wrapped, master FROM {TABLE}")
                 rows = cursor.fetchall()
                 strangers = {str(r[3]) for r in rows} - {self.master.kid}
                 if strangers:
@@ -282,8 +296,15 @@ class KeyRing:
                                                                 subject.encode() + kid)
                     cursor.execute(f"UPDATE {TABLE} SET wrapped = %s, master = %s "
                                    "WHERE subject = %s", (rewrapped, new_kid, subject))
-                conn.commit()
-            os.replace(pending, self.master.path)
+                # The new file is in place before the lock goes, so a key created meanwhile
+                # elsewhere sees it once its insert gets through (``_create``).
+                os.replace(pending, self.master.path)
+                try:
+                    conn.commit()
+                except BaseException:
+                    self.master.path.unlink(missing_ok=True)
+                    write_key_file(self.master.path, old)
+                    raise
             self.master.key = new_key
             return len(rows)
 

@@ -120,7 +120,7 @@ async def test_fallbacks_are_recorded_and_no_key_reaches_events_logs_or_errors(
     errors = [failed.error] + [str(e.get("error")) for e in client.ephemerals
                                if e["kind"] == "turn_failed"]
 
-    states = await asyncio.to_thread(stored_states, salon)
+    states = await asyncio.to_thread(stored_states, salon, platform.store)
     assert any(b"The backup answers." in state for state in states), "the grep can find text"
     assert not [state for state in states if KEY.encode() in state], "a key in the event store"
     logs = ray_logs()
@@ -131,8 +131,9 @@ async def test_fallbacks_are_recorded_and_no_key_reaches_events_logs_or_errors(
     await client.close()
 
 
-def stored_states(salon: Running) -> list[bytes]:
-    """Every stored event and snapshot, as bytes (the store's JSON, uncompressed)."""
+def stored_states(salon: Running, store: Any) -> list[bytes]:
+    """Every stored event and snapshot as bytes (the store's JSON, uncompressed), and every
+    stream's events again as they read once opened (personal fields are sealed at rest)."""
     assert salon.settings.database_url
     states: list[bytes] = []
     with psycopg.connect(salon.settings.database_url) as connection:
@@ -142,6 +143,9 @@ def stored_states(salon: Running) -> list[bytes]:
         for (table,) in tables:
             rows = connection.execute(f'SELECT state FROM "{table}"').fetchall()
             states += [bytes(row[0]) for row in rows]
+        streams = connection.execute("SELECT DISTINCT originator_id FROM salon_events").fetchall()
+    for (stream,) in streams:
+        states += [record.state.encode() for record in store.records(stream)]
     return states
 
 

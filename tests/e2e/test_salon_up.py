@@ -119,7 +119,7 @@ async def test_salon_up_chats_stops_on_sigterm_and_keeps_history(home: Path) -> 
             time.sleep(0.2)
         assert "RELEVANCE" in scored.stdout and memory_id in scored.stdout, scored.stdout
         bad = up.cli("agents", "memory", "fern", "--add", "x", "--delete", "y")
-        assert bad.returncode != 0 and "not both" in bad.stderr
+        assert bad.returncode == 2 and "give one of --add, --delete" in bad.stderr
         notes = home / "notes.txt"
         notes.write_text("Figs like a sunny wall and little water once established.\n")
         added = up.cli("knowledge", "add", "garden-notes", str(notes))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from domain import exports
@@ -63,6 +64,11 @@ async def test_a_room_and_an_agent_with_its_memories_move_to_a_fresh_database(
                 load(target, altered)
         assert load(target, room_data) == room
         assert load(target, agent_data) == agent
+        with psycopg.connect(fresh) as conn:
+            stored = b"".join(bytes(r[0]) for r in conn.execute(
+                "SELECT state FROM salon_events").fetchall())
+        assert b"note the date" not in stored and b"east wing" not in stored, \
+            "an import is sealed again with the new installation's keys"
         moved = [event_body(e) for e in target.events(room_id(room))]
         assert moved == [event_body(e) for e in events.events(room_id(room))]
         assert open_stream(target, agent).facts_about("admin")[0]["fact_id"] == fact_id

@@ -97,13 +97,40 @@ async def _until(check: Any, what: str) -> Any:
     raise AssertionError(f"never: {what}")
 
 
+async def _memories(client: Client, agent: str, query: str) -> list[dict[str, Any]]:
+    found = await client.ok({"type": "memories", "agent": agent, "limit": 200})
+    searched = await client.ok({"type": "memories", "agent": agent, "query": query,
+                                "limit": 50})
+    return [*found["memories"], *searched["memories"]]
+
+
+async def _remembers(client: Client, agent: str, needle: str) -> bool:
+    return needle in str(await _memories(client, agent, needle))
+
+
+async def _forgot(client: Client, agent: str, needle: str) -> bool:
+    return needle not in str(await _memories(client, agent, needle))
+
+
+async def _until_async(check: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never: {what}")
+
+
 async def test_a_redacted_message_is_gone_from_every_reader_and_rebuild(
         salon: Running, platform: Platform, name: str) -> None:
     people = await _people(salon, name, "ann", "bob")
     ann, bob = people["ann"], people["bob"]
     room = f"{name}-room"
     canary = f"canary{name.replace('-', '')}tangerine"
+    agent = f"{name}-keeper"
     await ann.ok({"type": "create_room", "name": room})
+    await ann.ok({"type": "create_agent", "definition": {"name": agent}})
+    await ann.ok({"type": "add_agent", "room": room, "agent": agent})
     await bob.ok({"type": "join", "room": room})
     said = await ann.ok({"type": "say", "room": room, "text": f"my door code is {canary}"})
     await bob.ok({"type": "say", "room": room, "text": "thanks, noted"})
@@ -112,6 +139,7 @@ async def test_a_redacted_message_is_gone_from_every_reader_and_rebuild(
     plain_fork = (await bob.ok({"type": "fork", "room": room, "at": said["position"],
                                 "name": f"{room}-plain"}))["room"]
 
+    await _until_async(lambda: _remembers(ann, agent, canary), "the agent remembers it")
     refused = await bob.request({"type": "redact", "room": room,
                                  "message_id": said["message_id"]})
     assert refused["code"] == "forbidden" and "author" in refused["message"]
@@ -149,6 +177,7 @@ async def test_a_redacted_message_is_gone_from_every_reader_and_rebuild(
                            "name": f"{room}-later"}))["room"]
     assert canary not in str((await bob.ok({"type": "history", "room": later}))["events"])
 
+    await _until_async(lambda: _forgot(ann, agent, canary), "the agent's memory lets it go")
     # The live threads view, its search, and a rebuild of every view from 0.
     live = _live_threads(salon)
     try:
@@ -211,8 +240,11 @@ async def test_forgetting_a_person_leaves_their_words_nowhere(
     carol, dan, admin = people["carol"], people["dan"], people["admin"]
     room = f"{name}-room"
     canary = f"canary{name.replace('-', '')}persimmon"
+    agent = f"{name}-listener"
     await carol.ok({"type": "create_room", "name": room})
     await dan.ok({"type": "join", "room": room})
+    await dan.ok({"type": "create_agent", "definition": {"name": agent}})
+    await dan.ok({"type": "add_agent", "room": room, "agent": agent})
     for n in range(4):
         await carol.ok({"type": "say", "room": room, "text": f"note {n}: {canary} matters"})
         await dan.ok({"type": "say", "room": room, "text": f"dan's reply number {n}"})
@@ -221,6 +253,7 @@ async def test_forgetting_a_person_leaves_their_words_nowhere(
         await _until(lambda: threads.search(live, canary, room=room), "the view has her words")
     finally:
         live.close()
+    await _until_async(lambda: _remembers(dan, agent, canary), "the agent remembers her")
 
     refused = await dan.request({"type": "forget_user", "user": f"{name}-carol"})
     assert refused["code"] == "forbidden"
@@ -246,6 +279,7 @@ async def test_forgetting_a_person_leaves_their_words_nowhere(
     finally:
         live.close()
     assert salon.settings.database_url and salon.settings.redis_url
+    await _until_async(lambda: _forgot(dan, agent, canary), "the agent's memory lets her go")
     await _until(lambda: _found_in_tables(salon.settings.database_url, canary) == [],
                  "no table holds her words")
     assert _found_in_valkey(salon.settings.redis_url, canary) == []
