@@ -114,9 +114,12 @@ def test_the_village_day_runs_on_timers_and_villagers_remember_and_reflect(
     villagers = ["isabella", "klaus", "maria", "tom"]
     for name in villagers:
         memory = run["agents"][name]["memory"]
-        # Everything said on the square after it arrived is an episodic memory of it.
+        # Everything said on the square after it arrived is an episodic memory of it, unless
+        # the upkeep that follows a reflection folded it into a near-duplicate (scripted
+        # villagers repeat themselves) or forgot it: each such decision is counted.
         assert memory["held"] is not None, simulation.manifest["warnings"]
-        assert memory["held"]["episodic"] >= len(square["transcript"]) - len(villagers)
+        assert memory["held"]["episodic"] + memory["merged"] + memory["forgotten"] >= \
+            len(square["transcript"]) - len(villagers), memory
         assert memory["retrievals"] >= 1, f"{name} never recalled a memory"
     reflective = [n for n in villagers if run["agents"][n]["memory"]["reflections"]]
     assert reflective, "no villager reflected"
