@@ -5,7 +5,8 @@ A person's settings are ``MemoryConsentChanged`` events of their user stream
 (``domain/users.py``): a default (``memory: on|off``) and per room. The memory projection
 (``projections/memories.py``) applies them in log order: from the event on, nothing about the
 person is formed where they said off, and what was there is deleted. Agents read the same
-stream before asking a model for facts about someone (``consents``), so no ``FactRemembered``
+stream before asking a model for facts about someone (``consents``, which lives in
+``memory/consent.py`` beside the memory service that asks it), so no ``FactRemembered``
 about them is even written.
 
 What is "about" a person: memories whose source is theirs (their messages, their joining a
@@ -18,29 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from domain.errors import Conflict, NotFound
-from domain.ids import check_name, user_id
-from domain.users import User
+from domain.ids import check_name
 from infra.memories import FACTS, MemoryStore
 from infra.store import EventStore
+from memory.consent import consents, person
 
-
-def _user(events: EventStore, name: str) -> User | None:
-    try:
-        return events.get(User, user_id(check_name(name, "user")), f"user {name!r}")
-    except NotFound:
-        return None
-
-
-def consents(events: EventStore, name: str, room: str | None = None) -> bool:
-    """Whether agents may remember ``name`` in ``room`` (programs with no user stream, and
-    people who never said otherwise: yes)."""
-    user = _user(events, name)
-    return True if user is None else user.consents(room)
+__all__ = ["check_about", "consent_of", "consents", "memories_about", "set_consent"]
 
 
 def consent_of(events: EventStore, name: str) -> dict[str, Any]:
     """``name``'s settings: ``{"user", "memory": on|off, "rooms": {room: on|off}}``."""
-    user = _user(events, name)
+    user = person(events, name)
     settings: dict[str, Any] = user.consent if user is not None else {"memory": "on",
                                                                        "rooms": {}}
     return {"user": name, **settings}
@@ -51,7 +40,7 @@ def set_consent(events: EventStore, name: str, memory: str, room: str | None = N
     """Record ``name``'s consent (in ``room``, or their default); returns their settings and
     whether anything changed. Only the gateway calls it, for the person themselves."""
     for attempt in range(attempts):
-        user = _user(events, name)
+        user = person(events, name)
         if user is None:
             raise NotFound(f"user {name!r} does not exist")
         changed = user.set_consent(memory, room)

@@ -3,6 +3,8 @@
 Rows are written only by the memory projection (``projections/memories.py``); everything here
 reads them, always for one agent at a time: no query takes more than one agent, and the
 functions people reach through the gateway check that the caller owns the agent first.
+The values its reads return (``Memory``, ``Retrieved``) are plain data in ``memory/stored.py``,
+re-exported here; the memory service uses this store through ``memory.ports.MemoryTables``.
 
 Tables (in ``schema``, the memory view's ``salon_memories`` by default; tests use schemas of
 their own):
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,8 @@ from infra.store import EventStore
 from memory.context import ContextMessage
 from memory.facts import Fact
 from memory.reflection import Statement
-from memory.scoring import Candidate, Scored, rank
+from memory.scoring import Candidate, rank
+from memory.stored import Memory, Retrieved
 from memory.upkeep import MemoryState
 
 SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -135,52 +137,6 @@ def check_schema(schema: str) -> str:
     if not SCHEMA.match(schema):
         raise Invalid(f"schema {schema!r} is not a plain lowercase identifier")
     return schema
-
-
-@dataclass(frozen=True)
-class Memory:
-    """One stored memory, as people and prompts see it."""
-
-    memory_id: str
-    agent_id: str
-    kind: str
-    content: str
-    importance: float
-    importance_source: str
-    created_at: datetime
-    last_accessed_at: datetime
-    access_count: int
-    room: str | None
-    position: int | None
-    cites: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data."""
-        return {"id": self.memory_id, "agent": self.agent_id, "kind": self.kind,
-                "content": self.content, "importance": round(self.importance * 10, 3),
-                "importance_source": self.importance_source,
-                "created_at": self.created_at.isoformat(),
-                "last_accessed_at": self.last_accessed_at.isoformat(),
-                "access_count": self.access_count, "room": self.room,
-                "position": self.position, "cites": list(self.cites)}
-
-
-@dataclass(frozen=True)
-class Retrieved:
-    """A memory with its retrieval score, broken into its parts."""
-
-    memory: Memory
-    scored: Scored
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data: the memory, its ``score`` and the score's three weighted-sum parts."""
-        s = self.scored
-        return {**self.memory.as_dict(), "score": round(s.score, 6),
-                "parts": {"recency": round(s.recency, 6), "importance": round(s.importance, 6),
-                          "relevance": round(s.relevance, 6)},
-                "raw": {"recency": round(s.raw_recency, 6),
-                        "importance": round(s.raw_importance, 6),
-                        "relevance": round(s.raw_relevance, 6)}}
 
 
 def _memory(row: dict[str, Any]) -> Memory:
