@@ -76,6 +76,7 @@ async def say_acks(settings: Settings, store: EventStore, count: int) -> list[fl
         started = time.perf_counter()
         await core.post("ann", TEXT, request_id=new_id())
         times.append((time.perf_counter() - started) * 1000)
+    await core.committer.settle()  # the last deliveries go out before the bus closes
     await core.bus.close()
     return times
 
