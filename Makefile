@@ -38,6 +38,7 @@ bench: install
 	$(PY) -m bench.simulate
 	$(PY) -m bench.projections
 	$(PY) -m bench.slow_reader
+	$(PY) -m bench.sealing
 	$(PY) -m bench.sandbox
 
 lint: install

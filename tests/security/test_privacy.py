@@ -134,6 +134,14 @@ async def test_a_redacted_message_is_gone_from_every_reader_and_rebuild(
     await bob.ok({"type": "join", "room": room})
     said = await ann.ok({"type": "say", "room": room, "text": f"my door code is {canary}"})
     await bob.ok({"type": "say", "room": room, "text": "thanks, noted"})
+    await ann.ok({"type": "say", "room": room, "text": "and the spare key is under the pot"})
+    live = _live_threads(salon)
+    try:
+        # Three messages make a title, from the first ones: it quotes the canary.
+        titled = await _until(lambda: threads.thread(live, room)["title"], "a title")
+        assert canary in titled
+    finally:
+        live.close()
     kept_fork = (await bob.ok({"type": "fork", "room": room, "at": said["position"],
                                "name": f"{room}-kept", "keep_redacted": True}))["room"]
     plain_fork = (await bob.ok({"type": "fork", "room": room, "at": said["position"],
@@ -184,6 +192,9 @@ async def test_a_redacted_message_is_gone_from_every_reader_and_rebuild(
         await _until(lambda: threads.messages(live, room)[:1] and
                      threads.messages(live, room)[0]["redacted"], "the threads view redacts")
         assert threads.search(live, canary, room=room) == []
+        # The title that quoted it is dropped and made again from what is left.
+        retitled = await _until(lambda: threads.thread(live, room)["title"], "a new title")
+        assert canary not in retitled and canary not in str(threads.thread(live, room))
     finally:
         live.close()
     database_url = salon.settings.database_url
