@@ -22,6 +22,7 @@ from domain.rooms import Room
 from infra.sealing import KeyRing, SealingMapper, is_sealed
 
 REDACTED_TOPIC = get_topic(Room.MessageRedacted)
+FORKED_TOPIC = get_topic(Room.RoomForked)
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -157,6 +158,9 @@ class EventStore:
             # Redactions are few; this index finds a room's without reading its messages.
             self.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_redactions "
                          f"ON {self.table} (originator_id) WHERE topic = '{REDACTED_TOPIC}'")
+            # A redaction looks for the forks that copied the message: forks are few too.
+            self.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_forks "
+                         f"ON {self.table} (notification_id) WHERE topic = '{FORKED_TOPIC}'")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Run one statement on the store's pool; rows as dicts (none for a command)."""
