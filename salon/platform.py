@@ -60,6 +60,10 @@ class Running:
         return f"{self.http_url}?token={self.admin_token}"
 
 
+LEGACY_MEMORY_TABLES = ("salon_memories", "salon_memory_facts", "salon_memory_members",
+                        "salon_memory_rooms", "salon_memory_streams", "salon_memory_tracking")
+
+
 class Platform:
     """Everything one installation runs, started and stopped in order."""
 
@@ -130,6 +134,15 @@ class Platform:
 
         assert settings.database_url
         open_view(Memories, settings.database_url, SCHEMA_NAME).datastore.close()
+        if SCHEMA_NAME != "public":
+            # The hand-built memory projection of earlier releases kept its tables in public:
+            # a read model (rebuilt in SCHEMA_NAME from the log) that would otherwise keep
+            # copies of words people redact or erase.
+            import psycopg
+
+            with psycopg.connect(settings.database_url, autocommit=True) as conn:
+                for table in LEGACY_MEMORY_TABLES:
+                    conn.execute(f"DROP TABLE IF EXISTS public.{table}")
 
     def _start_reminders(self, settings: Settings) -> None:
         """Wake agents whose timers are due, also after a restart or a passivation."""
