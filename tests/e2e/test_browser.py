@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from playwright.async_api import async_playwright, expect
@@ -83,6 +84,14 @@ async def test_a_person_talks_to_an_agent_in_the_browser(
                 await expect(mine).to_have_text(said)
                 await expect(messages.locator(f'.message[data-author="{bot}"]')).to_have_count(0)
                 await expect(page.locator("#timeline-label")).to_have_text("Live")
+                # In the fork, the author takes the message back: it shows as redacted.
+                page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+                await messages.locator(f'.message[data-author="{me}"] .redact').click()
+                await expect(mine).to_have_text("message redacted", timeout=TIMEOUT_MS)
+                await expect(messages.locator('.system[data-kind="message_redacted"]')
+                             ).to_contain_text("redacted a message")
+                await expect(messages.locator(f'.message[data-author="{me}"] .redact')
+                             ).to_have_count(0)
                 assert errors == []
             finally:
                 await browser.close()
