@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import threading
 from pathlib import Path
 
 import pytest
 
 from domain.agents import AgentDefinition
 from domain.errors import Unavailable
-from infra.llm import ChatMessage, Completion, ModelRequest, provider_for
+from infra.llm import ChatMessage, Completion, ModelRequest, local, provider_for
 
 WORDS = "hello world the a salon agent room says hi yes no maybe tea garden plant water sun"
 
@@ -106,6 +107,22 @@ async def test_cancelling_a_local_generation_stops_it(tiny_model: str) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(seen) < 200
+    # The cancelled call waited for its generation thread: none is left running.
+    assert not [t for t in threading.enumerate() if t.name == "salon-transformers"]
+
+
+def test_the_stop_flag_ends_a_generation_at_the_next_token(tiny_model: str) -> None:
+    loaded = local.runner("transformers", tiny_model)
+    stopped, counts = threading.Event(), local.Counts()
+    pieces = loaded.generate(loaded.render("", [ChatMessage(role="user", content="hello")]),
+                             200, 0.0, stopped, counts)
+    first = next(pieces)
+    assert first
+    stopped.set()
+    after = list(pieces)  # what the model had made before it saw the flag
+    assert len(after) <= 2, after
+    assert counts.output < 200, "the model stopped long before max_tokens"
+    assert not [t for t in threading.enumerate() if t.name == "salon-transformers"]
 
 
 async def test_the_vllm_runner_says_how_to_get_vllm(tiny_model: str) -> None:
