@@ -9,7 +9,8 @@ fan-out (the gateway's hottest path). Instead each accepted connection starts as
 head before websockets sees anything: a request for the OpenAI-compatible API (``/v1/…`` other
 than ``/v1/ws``) is handed, bytes read so far included, to an aiohttp request handler on the
 same transport; anything else goes on to websockets exactly as before. No byte is copied twice
-and WebSocket connections run the unchanged code.
+and WebSocket connections run the unchanged code. A kept-alive connection stays with the server
+it was first routed to (API clients send only API requests on theirs).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from domain import policy
 from domain.errors import (
+    Conflict,
     Forbidden,
     Invalid,
     NotFound,
@@ -38,11 +39,11 @@ from infra.llm.tokens import count_tokens
 from projections import catalogue
 
 ROOM_HEADER = "X-Salon-Room"
-STATUS = {Invalid: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, RateLimited: 429,
-          Unavailable: 503}
+STATUS = {Invalid: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+          RateLimited: 429, Unavailable: 503}
 KINDS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error",
-         503: "service_unavailable"}
+         404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
+         429: "rate_limit_error", 503: "service_unavailable"}
 
 
 class Message(BaseModel):
@@ -113,8 +114,6 @@ class OpenAIApi:
             return await handler(request)
         except SalonError as error:
             status = next((s for cls, s in STATUS.items() if isinstance(error, cls)), 500)
-            if isinstance(error, SalonError) and error.code == "conflict":
-                status = 409
             return failure(status, str(error), error.code)
         except web.HTTPRequestEntityTooLarge:
             return failure(413, f"the request body is larger than "
