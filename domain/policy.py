@@ -203,9 +203,14 @@ def require_agent_owner(user: Principal, agent: AgentFacts, doing: str) -> None:
                         f"admin may {doing}")
 
 
+def may_use_agent(user: Principal, agent: AgentFacts) -> bool:
+    """Owners, admins, and anyone when the owner marked the agent joinable."""
+    return agent.joinable or may_control_agent(user, agent)
+
+
 def require_agent_user(user: Principal, agent: AgentFacts, doing: str) -> None:
     """Owners, admins, and anyone when the owner marked the agent joinable."""
-    if not agent.joinable:
+    if not may_use_agent(user, agent):
         require_agent_owner(user, agent, doing + " (its owner has not marked it joinable)")
 
 

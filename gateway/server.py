@@ -1,5 +1,7 @@
 """The gateway server: protocol v1 at ``/v1/ws``, the web page at ``/``, health at ``/healthz``,
-Prometheus metrics at ``/metrics``, the admin pages (audit, projections, jobs) under ``/admin``."""
+Prometheus metrics at ``/metrics``, the admin pages (audit, projections, jobs) under ``/admin``,
+and the OpenAI-compatible API under ``/v1/`` (``gateway/openai_api.py``, routed to aiohttp on
+the same port by ``gateway/front.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from websockets.http11 import Request, Response
 from gateway.auth import Accounts
 from gateway.connection import Connection, Registry
 from gateway.feed import RoomFeed
+from gateway.front import routed
+from gateway.openai_api import OpenAIApi
 from gateway.services import Services
 from infra.settings import Settings
 from infra.store import EventStore
@@ -43,12 +47,15 @@ class Gateway:
         self.admin = AdminPages(settings, store)
         self.connections = Registry()
         self.services = Services(settings, store, accounts, self.feed, self.connections)
+        self.api = OpenAIApi(self.services)
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port."""
         await self.feed.start(self._control)
+        api = await self.api.start()
         self.server = await serve(self._connection, host, port,
                                   process_request=self._process,
+                                  create_connection=routed(api),
                                   max_size=self.settings.max_frame_bytes,
                                   compression=None, ping_interval=20, ping_timeout=60)
         return int(self.server.sockets[0].getsockname()[1])
@@ -98,6 +105,7 @@ class Gateway:
                 await asyncio.wait_for(self.server.wait_closed(), timeout=5)
             except TimeoutError:
                 log.warning("some WebSocket peers did not close in time; stopping anyway")
+        await self.api.stop()
         await self.feed.stop()
         await asyncio.to_thread(self.admin.close)
 

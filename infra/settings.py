@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     max_rooms_per_user: int = Field(default=500, ge=0, description="rooms a member may create")
     max_agents_per_user: int = Field(default=50, ge=0, description="agents a member may create")
     invokes_per_minute: int = Field(default=60, ge=1, description="turns a member may request")
+    openai_reply_seconds: float = Field(
+        default=120.0, gt=0, description="how long the OpenAI-compatible API waits for an "
+        "agent's reply before answering 503")
+    openai_calls_per_user: int = Field(
+        default=4, ge=1, description="OpenAI-compatible API calls one user may have running at "
+        "once (this gateway)")
+    openai_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest OpenAI-compatible request body")
+    openai_max_messages: int = Field(
+        default=256, ge=1, description="most messages in one OpenAI-compatible request")
     spend_usd_per_day: float | None = Field(
         default=5.0, ge=0, description="what the turns a member causes may cost per day (UTC) "
         "on paid models, in USD (infra/spend.py); admins are not bounded")

@@ -41,6 +41,7 @@ def agents(store: EventStore) -> list[dict[str, Any]]:
         found.append({"name": definition["name"], "provider": definition.get("provider"),
                       "model": definition.get("model"), "role": definition.get("role"),
                       "owner_id": state.get("owner_id", "admin"),
+                      "joinable": bool(definition.get("joinable", False)),
                       "status": status.get(stream, "active"),
                       "created_at": _time(state.get("timestamp"))})
     return sorted(found, key=lambda a: a["name"])
