@@ -51,6 +51,21 @@ class Example(BaseModel):
     agent: Text
 
 
+def script_steps(entry: str) -> list[str]:
+    """The steps of one script entry: the entry itself, or the items of a JSON array of
+    steps (one turn: tool calls first, then the reply). An item may be a reply template, a
+    tool call or a conditional reply, written as a JSON object or as a string holding one."""
+    if entry.lstrip().startswith("["):
+        try:
+            value = json.loads(entry)
+        except ValueError:
+            return [entry]
+        if isinstance(value, list) and value and \
+                all(isinstance(v, (str, dict)) for v in value):
+            return [v if isinstance(v, str) else json.dumps(v) for v in value]
+    return [entry]
+
+
 def _is_tool_call(step: str) -> bool:
     """A scripted step that is a JSON object (a tool call), not a reply template."""
     if not step.lstrip().startswith("{"):
@@ -133,15 +148,7 @@ class AgentDefinition(BaseModel):
     @classmethod
     def _templates_format(cls, script: list[str]) -> list[str]:
         for number, entry in enumerate(script, start=1):
-            steps = [entry]
-            if entry.lstrip().startswith("["):
-                try:
-                    parsed = json.loads(entry)
-                except ValueError:
-                    parsed = None
-                if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
-                    steps = parsed
-            for step in steps:
+            for step in script_steps(entry):
                 if _is_tool_call(step):
                     continue
                 try:

@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 import threading
+import tomllib
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -212,8 +214,34 @@ def agents() -> None:
     """Create, inspect and control agents; their long-term memory (and its upkeep) and facts."""
 
 
+def definition_file(path: str) -> dict[str, Any]:
+    """An agent definition read from a TOML (or JSON) file; exits 2 with the reason if not."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fail(Invalid(f"{path} does not exist"))
+    except (OSError, UnicodeDecodeError) as error:
+        fail(Invalid(f"{path} cannot be read as UTF-8 text: {error}"))
+    if len(text) > 1_000_000:
+        fail(Invalid(f"{path} is {len(text):,} characters; a definition has at most 1,000,000"))
+    try:
+        found: Any = json.loads(text) if file.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        fail(Invalid(f"{path} is not valid {'JSON' if file.suffix == '.json' else 'TOML'}: "
+                     f"{error}"))
+    if isinstance(found, dict) and isinstance(found.get("agent"), dict):
+        found = found["agent"]  # an [agent] table
+    if not isinstance(found, dict):
+        fail(Invalid(f"{path} must hold the definition's fields (a table)"))
+    return dict(found)
+
+
 @agents.command("create")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--file", "file_", default=None, metavar="AGENT.toml",
+              help="a definition file (TOML, or JSON by its .json suffix) with any field of "
+                   "the definition; the options below and NAME override it")
 @click.option("--template", default=None,
               help="start from a template: assistant, rag_assistant, moderator, debater, "
                    "support_agent, property_manager")
@@ -226,9 +254,10 @@ def agents() -> None:
 @click.option("--permission", "permissions", multiple=True,
               help="a permission it is granted (e.g. network, code); repeatable")
 @click.option("--persona", default=None, help="more about its character and style")
-@click.option("--provider", default="scripted", show_default=True,
+@click.option("--provider", default=None,
               help="model provider: anthropic, openai, groq, xai, deepseek, gemini, together, "
-                   "ollama, vllm, openai-compatible, mlx, transformers, vllm-local, scripted")
+                   "ollama, vllm, openai-compatible, mlx, transformers, vllm-local, scripted "
+                   "(default scripted); any but scripted needs --model")
 @click.option("--model", default=None, help="model name (see `salon models list`)")
 @click.option("--fallback", "fallbacks", multiple=True,
               help="a backup as PROVIDER:MODEL[@BASE_URL], tried in order when the one "
@@ -244,15 +273,27 @@ def agents() -> None:
 @click.option("--script", "script", multiple=True,
               help="a scripted reply ({author}, {text}, {agent} are filled in); repeatable")
 @click.option("--room", "rooms_", multiple=True, help="add the agent to this room; repeatable")
-def agents_create(name: str, template: str | None, role: str | None, goal: str | None,
+def agents_create(name: str | None, file_: str | None, template: str | None, role: str | None,
+                  goal: str | None,
                   interests: tuple[str, ...], chattiness: float | None, tools_: tuple[str, ...],
-                  permissions: tuple[str, ...], persona: str | None, provider: str,
+                  permissions: tuple[str, ...], persona: str | None, provider: str | None,
                   model: str | None, fallbacks: tuple[str, ...], base_url: str | None,
                   api_key_env: str | None, knowledge: str | None, opening_line: str | None,
                   script: tuple[str, ...],
                   rooms_: tuple[str, ...]) -> None:
-    """Create agent NAME, optionally adding it to rooms."""
-    definition: dict[str, Any] = {"name": name, "provider": provider}
+    """Create agent NAME (or the one --file defines), optionally adding it to rooms."""
+    definition: dict[str, Any] = definition_file(file_) if file_ else {}
+    if name is not None:
+        definition["name"] = name
+    if not isinstance(definition.get("name"), str):
+        fail(Invalid("name the agent: give NAME, or a name field in --file"))
+    name = str(definition["name"])
+    if provider is not None:
+        definition["provider"] = provider
+        if provider != "scripted" and model is None and "model" not in definition:
+            fail(Invalid(f"--provider {provider} needs --model too (`salon models list "
+                         f"--provider {provider}` lists its models)"))
+    definition.setdefault("provider", "scripted")
     for key, value in (("template", template), ("role", role), ("goal", goal),
                        ("persona", persona), ("model", model), ("opening_line", opening_line),
                        ("chattiness", chattiness), ("base_url", base_url),
@@ -293,6 +334,18 @@ def models_list(provider: str | None) -> None:
         fail(Invalid(f"no models are registered for provider {provider!r}"))
     table(rows, ["provider", "model", "context", "max_out", "rpm", "tpm", "tools", "vision",
                  "in_$/M", "out_$/M"])
+
+
+@agents.command("redefine")
+@click.argument("file_", metavar="AGENT.toml")
+def agents_redefine(file_: str) -> None:
+    """Replace an agent's definition with the one in a file (its owner or an admin); the
+    agent's name comes from the file."""
+    definition = definition_file(file_)
+    if not isinstance(definition.get("name"), str):
+        fail(Invalid(f"{file_} has no name field: it names the agent to redefine"))
+    result = call({"type": "redefine_agent", "definition": definition})
+    click.echo(f"redefined agent {definition['name']} (version {result.get('version', '?')})")
 
 
 @agents.command("list")

@@ -29,3 +29,21 @@ def test_models_list_names_an_unknown_provider() -> None:
         result.output
     listed = CliRunner().invoke(main, ["models", "list", "--provider", "openai"])
     assert listed.exit_code == 0 and "gpt-4o-mini" in listed.output
+
+
+def test_agents_create_checks_its_provider_and_file_before_sending(tmp_path: Path) -> None:
+    runner = CliRunner()
+    no_model = runner.invoke(main, ["agents", "create", "ada", "--provider", "anthropic"])
+    assert no_model.exit_code == 2 and "--provider anthropic needs --model" in no_model.output
+    missing = runner.invoke(main, ["agents", "create", "--file", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    bad = runner.invoke(main, ["agents", "create", "--file", str(broken)])
+    assert bad.exit_code == 2 and "is not valid TOML" in bad.output
+    nameless = tmp_path / "nameless.toml"
+    nameless.write_text('persona = "quiet"\n')
+    unnamed = runner.invoke(main, ["agents", "create", "--file", str(nameless)])
+    assert unnamed.exit_code == 2 and "name the agent" in unnamed.output
+    redefine = runner.invoke(main, ["agents", "redefine", str(nameless)])
+    assert redefine.exit_code == 2 and "has no name field" in redefine.output

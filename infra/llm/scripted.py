@@ -27,6 +27,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from domain.definitions import script_steps
 from infra.llm.base import (
     Completion,
     Delta,
@@ -131,14 +132,7 @@ class _Defaults(dict[str, Any]):
 
 def _steps(entry: str) -> list[str]:
     # A script entry is one reply, or a JSON array of the steps of one turn (tool calls first).
-    if entry.lstrip().startswith("["):
-        try:
-            value = json.loads(entry)
-        except ValueError:
-            return [entry]
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return value
-    return [entry]
+    return script_steps(entry)
 
 
 def _conditional(line: str, text: str) -> str:
