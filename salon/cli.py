@@ -237,6 +237,25 @@ def definition_file(path: str) -> dict[str, Any]:
     return dict(found)
 
 
+def set_field(definition: dict[str, Any], item: str) -> None:
+    """Apply one ``--set FIELD=VALUE`` (dotted FIELD for nested tables) to ``definition``."""
+    path, eq, raw = item.partition("=")
+    keys = path.split(".")
+    if not eq or not all(k.strip() for k in keys) or len(keys) > 4:
+        fail(Invalid(f"--set {item!r} is not FIELD=VALUE (e.g. memory.context=vector)"))
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    table = definition
+    for key in keys[:-1]:
+        found = table.setdefault(key, {})
+        if not isinstance(found, dict):
+            fail(Invalid(f"--set {item!r}: {key} is not a table of fields"))
+        table = found
+    table[keys[-1]] = value
+
+
 @agents.command("create")
 @click.argument("name", required=False)
 @click.option("--file", "file_", default=None, metavar="AGENT.toml",
@@ -272,6 +291,16 @@ def definition_file(path: str) -> dict[str, Any]:
 @click.option("--opening-line", default=None, help="what it says when it joins a room")
 @click.option("--script", "script", multiple=True,
               help="a scripted reply ({author}, {text}, {agent} are filled in); repeatable")
+@click.option("--cooldown", type=click.FloatRange(min=0), default=None,
+              help="seconds between its unaddressed remarks (manners)")
+@click.option("--idle-after", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="speak first when the room has been quiet this many seconds")
+@click.option("--every", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="speak first on a schedule, every this many seconds")
+@click.option("--set", "settings_", multiple=True, metavar="FIELD=VALUE",
+              help="any field, dotted for nested ones: memory.context=vector, "
+                   "memory.recall=3, personality.tone=dry, personality.humour=0.8; "
+                   "VALUE is JSON when it parses as JSON, else text; repeatable")
 @click.option("--room", "rooms_", multiple=True, help="add the agent to this room; repeatable")
 def agents_create(name: str | None, file_: str | None, template: str | None, role: str | None,
                   goal: str | None,
@@ -279,7 +308,8 @@ def agents_create(name: str | None, file_: str | None, template: str | None, rol
                   permissions: tuple[str, ...], persona: str | None, provider: str | None,
                   model: str | None, fallbacks: tuple[str, ...], base_url: str | None,
                   api_key_env: str | None, knowledge: str | None, opening_line: str | None,
-                  script: tuple[str, ...],
+                  script: tuple[str, ...], cooldown: float | None, idle_after: float | None,
+                  every: float | None, settings_: tuple[str, ...],
                   rooms_: tuple[str, ...]) -> None:
     """Create agent NAME (or the one --file defines), optionally adding it to rooms."""
     definition: dict[str, Any] = definition_file(file_) if file_ else {}
@@ -297,9 +327,13 @@ def agents_create(name: str | None, file_: str | None, template: str | None, rol
     for key, value in (("template", template), ("role", role), ("goal", goal),
                        ("persona", persona), ("model", model), ("opening_line", opening_line),
                        ("chattiness", chattiness), ("base_url", base_url),
-                       ("api_key_env", api_key_env), ("knowledge", knowledge)):
+                       ("api_key_env", api_key_env), ("knowledge", knowledge),
+                       ("cooldown_seconds", cooldown), ("idle_after_seconds", idle_after),
+                       ("every_seconds", every)):
         if value is not None:
             definition[key] = value
+    for item in settings_:
+        set_field(definition, item)
     for key, values in (("script", script), ("interests", interests), ("tools", tools_),
                         ("permissions", permissions), ("fallbacks", fallbacks)):
         if values:
@@ -748,6 +782,11 @@ def redact(room: str, message_id: str, reason: str | None) -> None:
                f"{room}{forks}")
 
 
+def _forgot(result: dict[str, Any]) -> None:
+    click.echo(f"forgot {result['user']}: {result['keys_destroyed']} key(s) destroyed, "
+               f"{result['rooms']} room(s) purged, {result['tokens_revoked']} token(s) revoked")
+
+
 @main.command("forget-me")
 @click.option("--yes", "confirm", default=None, metavar="YOUR_NAME",
               help="confirm with your own user name instead of answering the prompt")
@@ -758,8 +797,7 @@ def forget_me(confirm: str | None) -> None:
         confirm = click.prompt(f"This erases everything {me} said and cannot be undone. "
                                "Type your user name to go on")
     result = call({"type": "forget_me", "confirm": confirm})
-    click.echo(f"forgot {result['user']}: {result['keys_destroyed']} key(s) destroyed, "
-               f"{result['rooms']} room(s) purged, {result['tokens_revoked']} token(s) revoked")
+    _forgot(result)
 
 
 @main.group()
@@ -772,8 +810,7 @@ def users() -> None:
 def users_forget(name: str) -> None:
     """Erase everything NAME said (admins): their data key is destroyed; their tokens stop."""
     result = call({"type": "forget_user", "user": name})
-    click.echo(f"forgot {result['user']}: {result['keys_destroyed']} key(s) destroyed, "
-               f"{result['rooms']} room(s) purged, {result['tokens_revoked']} token(s) revoked")
+    _forgot(result)
 
 
 @main.group()

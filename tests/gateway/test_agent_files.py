@@ -68,4 +68,18 @@ context = "last_n"
         redefined.output
     again = await admin.ok({"type": "show_agent", "agent": agent})
     assert again["definition"]["persona"] == "a faster counter"
+
+    flagged = f"{name}-flagged"
+    made = await asyncio.to_thread(runner.invoke, main, [
+        "agents", "create", flagged, "--cooldown", "5", "--idle-after", "60",
+        "--set", "memory.context=first_last", "--set", "memory.recall=2",
+        "--set", "personality.tone=dry", "--set", "personality.humour=0.9"], env=env)
+    assert made.exit_code == 0, made.output
+    held = (await admin.ok({"type": "show_agent", "agent": flagged}))["definition"]
+    assert (held["cooldown_seconds"], held["idle_after_seconds"]) == (5.0, 60.0)
+    assert (held["memory"]["context"], held["memory"]["recall"]) == ("first_last", 2)
+    assert (held["personality"]["tone"], held["personality"]["humour"]) == ("dry", 0.9)
+    wrong = await asyncio.to_thread(runner.invoke, main, [
+        "agents", "create", f"{name}-wrong", "--set", "memory.recall=lots"], env=env)
+    assert wrong.exit_code == 2 and "recall" in wrong.output, wrong.output
     await admin.close()
